@@ -1,0 +1,64 @@
+"""understudy: an async actor runtime for LLM agents and their tools, on asyncio and trio.
+
+The public API is re-exported here; import it as ``import understudy as us``.
+"""
+
+from understudy.actors import Actor, Context, Ref, Timer
+from understudy.errors import (
+    ActorStopped,
+    ChildFailed,
+    Killed,
+    MailboxFull,
+    NameTaken,
+    RuntimeClosed,
+    UnderstudyError,
+    UnknownActor,
+)
+from understudy.events import (
+    ActorFailed,
+    ActorStarted,
+    ActorTerminated,
+    DeadLetter,
+    DeadLetters,
+    Event,
+    EventStream,
+    Subscription,
+)
+from understudy.mailbox import DEFAULT_CAPACITY, Overflow
+from understudy.messages import ExitReason, Message, Request, Terminated, decode
+from understudy.runtime import Runtime, run
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_CAPACITY",
+    "Actor",
+    "ActorFailed",
+    "ActorStarted",
+    "ActorStopped",
+    "ActorTerminated",
+    "ChildFailed",
+    "Context",
+    "DeadLetter",
+    "DeadLetters",
+    "Event",
+    "EventStream",
+    "ExitReason",
+    "Killed",
+    "MailboxFull",
+    "Message",
+    "NameTaken",
+    "Overflow",
+    "Ref",
+    "Request",
+    "Runtime",
+    "RuntimeClosed",
+    "Subscription",
+    "Terminated",
+    "Timer",
+    "UnderstudyError",
+    "UnknownActor",
+    "__version__",
+    "decode",
+    "run",
+]

@@ -1,0 +1,1069 @@
+"""Actors, refs, contexts, and the cell that runs an actor identity.
+
+An actor is a subclass of :class:`Actor` whose ``async def`` methods take one message each;
+the message parameter's annotation (a message type, or a union of them) decides which
+messages the method handles. The table from message type to handler is built once, when the
+class is created, and dispatch is one dict lookup on ``type(msg)``.
+
+A *cell* is an actor identity: its name, mailbox, children, watchers and (later) its counters,
+breaker and store handle. A cell outlives the actor instances that serve it, so a ref stays
+valid across a supervisor's restarts. Each instance runs as one task in the runtime's task
+group, inside a cancel scope of its own (which is how a kill or a shutdown timeout reaches it).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import types
+import typing
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, Union
+
+import anyio
+import anyio.lowlevel
+import msgspec
+
+from understudy.errors import ActorStopped, ChildFailed, Killed, MailboxFull, RuntimeClosed
+from understudy.events import (
+    ActorFailed,
+    ActorStarted,
+    ActorTerminated,
+    DeadLetter,
+    DeadLetters,
+    EventStream,
+)
+from understudy.mailbox import Mailbox, Overflow, check_capacity, check_overflow
+from understudy.messages import ExitReason, Message, Request, Terminated, check_message_type
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup, TaskStatus
+
+logger = logging.getLogger("understudy")
+
+R = TypeVar("R")
+A = TypeVar("A", bound="Actor")
+
+Handler = Callable[[Any, Any], Awaitable[Any]]
+Envelope = tuple[Message, Handler, "Reply | None", int]
+"""What a mailbox holds: (message, its handler, the asker's reply slot or None, correlation id).
+A plain tuple: the cheapest thing to build and unpack on the hot path."""
+
+BATCH = 100
+"""Messages an actor handles back to back before it yields to the scheduler, so one busy
+actor cannot starve the others (Akka's ``throughput``)."""
+
+DEFAULT_SHUTDOWN = 5.0
+"""Seconds a stopping actor gets to finish its message and run ``on_stop`` before it is
+cancelled."""
+
+_LIFECYCLE = frozenset({"on_start", "on_stop", "on_restart"})
+
+_current: ContextVar[Cell | None] = ContextVar("understudy_current_cell", default=None)
+"""The cell whose task is running; set once per instance task, so a send made inside a
+handler inherits the correlation id of the message being handled."""
+
+
+class ActorSystem(Protocol):
+    """What a cell needs from the runtime that owns it (the runtime implements this)."""
+
+    correlation_ids: Iterator[int]
+    events: EventStream
+    dead_letters: DeadLetters
+    default_capacity: int
+    closed: bool
+    shutting_down: bool
+
+    @property
+    def task_group(self) -> TaskGroup: ...
+
+    def register(self, cell: Cell) -> None: ...
+
+    def unregister(self, cell: Cell) -> None: ...
+
+
+# --------------------------------------------------------------------------------- handlers
+
+
+def _message_types(owner: type, attr: str, fn: Callable[..., Any]) -> tuple[type[Message], ...]:
+    """The message types ``fn`` handles, or () if it is not a handler."""
+    params = list(inspect.signature(fn).parameters.values())
+    if len(params) < 2:
+        return ()
+    annotation = params[1].annotation
+    if annotation is inspect.Parameter.empty:
+        return ()
+    if isinstance(annotation, str):
+        try:
+            annotation = typing.get_type_hints(fn)[params[1].name]
+        except Exception as exc:
+            raise TypeError(
+                f"{owner.__qualname__}.{attr}: cannot resolve the annotation {annotation!r} "
+                f"({exc}); define message types at module level"
+            ) from exc
+    origin = typing.get_origin(annotation)
+    if origin is Union or origin is types.UnionType:
+        candidates = typing.get_args(annotation)
+    else:
+        candidates = (annotation,)
+    found = []
+    for candidate in candidates:
+        candidate = typing.get_origin(candidate) or candidate  # Request[int] -> Request
+        if isinstance(candidate, type) and issubclass(candidate, Message):
+            found.append(candidate)
+    if not found:
+        return ()
+    if len(found) != len(candidates):
+        raise TypeError(
+            f"{owner.__qualname__}.{attr}: every member of the union {annotation!r} must be a "
+            "message type"
+        )
+    required = [
+        p
+        for p in params[2:]
+        if p.default is inspect.Parameter.empty
+        and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    ]
+    if required:
+        raise TypeError(
+            f"{owner.__qualname__}.{attr}: a handler takes exactly one message; "
+            f"it also requires {[p.name for p in required]}"
+        )
+    for tp in found:
+        check_message_type(tp)
+    return tuple(found)
+
+
+def _build_handlers(cls: type[Actor]) -> dict[type, Handler]:
+    handlers: dict[type, Handler] = {}
+    names: dict[type, str] = {}
+    seen: set[str] = set()
+    for klass in cls.__mro__:
+        for attr in vars(klass):
+            if attr in seen or attr.startswith("_") or attr in _LIFECYCLE:
+                continue
+            seen.add(attr)
+            fn = getattr(cls, attr)
+            if not inspect.iscoroutinefunction(fn):
+                continue
+            for tp in _message_types(cls, attr, fn):
+                if tp in handlers:
+                    raise TypeError(
+                        f"{cls.__qualname__}: {tp.__qualname__} is handled by both "
+                        f"{names[tp]}() and {attr}(); one message type, one handler"
+                    )
+                handlers[tp] = fn
+                names[tp] = attr
+    return handlers
+
+
+def _accepted(cls: type[Actor]) -> str:
+    names = sorted({tp.__qualname__ for tp in cls._declared})
+    return ", ".join(names) if names else "no messages"
+
+
+def resolve_handler(cls: type[Actor], msg: object, label: str) -> Handler:
+    """The handler of ``cls`` for ``msg`` (slow path of dispatch: first sight of a type).
+
+    Raises ``TypeError`` naming the actor and the types it accepts when there is none.
+    """
+    tp = type(msg)
+    if not isinstance(msg, Message):
+        raise TypeError(
+            f"{tp.__module__}.{tp.__qualname__} is not a message (sent to actor {label!r}); "
+            "messages are frozen subclasses of understudy.Message or understudy.Request"
+        )
+    check_message_type(tp)
+    for base in tp.__mro__[1:]:
+        handler = cls._handlers.get(base)
+        if handler is not None:
+            cls._handlers[tp] = handler  # cache: the next message of this type is one lookup
+            return handler
+    raise TypeError(
+        f"actor {label!r} ({cls.__qualname__}) has no handler for {tp.__qualname__}; "
+        f"it accepts: {_accepted(cls)}"
+    )
+
+
+# ------------------------------------------------------------------------------------ actor
+
+
+class Actor:
+    """Base class of actors.
+
+    Write one ``async def`` method per message type, annotated with the type it handles::
+
+        class Account(us.Actor):
+            class State(msgspec.Struct):
+                balance: int = 0
+
+            async def deposit(self, msg: Deposit) -> None:
+                self.state.balance += msg.amount
+
+            async def balance(self, msg: GetBalance) -> int:
+                return self.state.balance
+
+    An actor handles one message at a time, in order. ``self.state`` is a fresh ``State()``
+    for every new instance (a restart included) when the class declares ``State``;
+    ``self.ctx`` is the actor's :class:`Context`. Override :meth:`on_start`,
+    :meth:`on_stop` and :meth:`on_restart` for lifecycle work.
+    """
+
+    State: ClassVar[type[msgspec.Struct] | None] = None
+    _handlers: ClassVar[dict[type, Handler]] = {}
+    _declared: ClassVar[frozenset[type]] = frozenset()
+
+    state: Any
+    ctx: Context
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        state = cls.__dict__.get("State")
+        if state is not None and not (
+            isinstance(state, type) and issubclass(state, msgspec.Struct)
+        ):
+            raise TypeError(f"{cls.__qualname__}.State must be a msgspec.Struct subclass")
+        cls._handlers = _build_handlers(cls)
+        cls._declared = frozenset(cls._handlers)
+
+    async def on_start(self) -> None:
+        """Called before the instance handles its first message (after every restart too).
+
+        Raising here fails the start: ``spawn`` raises the exception to its caller.
+        """
+
+    async def on_stop(self) -> None:
+        """Called when the instance stops gracefully or fails (not when it is killed), after
+        its children have stopped. Bounded by the actor's shutdown time."""
+
+    async def on_restart(self, error: BaseException | None) -> None:
+        """Called on a new instance made by a supervisor's restart, before :meth:`on_start`;
+        ``error`` is why the previous instance ended."""
+
+
+# ------------------------------------------------------------------------------- ask/tell
+
+
+class Reply:
+    """The asker's reply slot: set once, by the actor or by the runtime on its behalf."""
+
+    __slots__ = ("error", "event", "value")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def fail(self, error: BaseException) -> None:
+        if not self.event.is_set():
+            self.error = error
+            self.event.set()
+
+
+def _check_timeout(timeout: object, where: str) -> None:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"{where}: timeout must be a number of seconds, not {timeout!r}")
+    if not timeout > 0:  # also refuses NaN
+        raise ValueError(f"{where}: timeout must be positive, not {timeout!r}")
+
+
+class Ref:
+    """A handle on an actor identity: the only way to send it messages.
+
+    A ref stays valid while its actor is restarted by a supervisor; it is cheap to pass
+    around and compares equal only to itself (one ref per identity).
+    """
+
+    __slots__ = ("_cell",)
+
+    def __init__(self, cell: Cell) -> None:
+        self._cell = cell
+
+    @property
+    def name(self) -> str:
+        """The actor's name, or its generated id (``Class#n``) when it was spawned unnamed."""
+        return self._cell.label
+
+    def __repr__(self) -> str:
+        return f"<Ref {self._cell.label}>"
+
+    async def tell(self, msg: Message) -> None:
+        """Send ``msg`` without waiting for it to be handled.
+
+        Returns as soon as the message is in the mailbox; does not yield to the scheduler
+        while there is room. When the mailbox is full: awaits room (``block``), raises
+        :class:`MailboxFull` (``fail``), or evicts the oldest message (``drop_oldest``).
+        A message to a stopped actor becomes a dead letter with reason ``stopped``.
+        Raises ``TypeError`` at once if the actor has no handler for the message's type,
+        and :class:`RuntimeClosed` after the runtime exited.
+        """
+        cell = self._cell
+        handler = cell.handlers.get(type(msg))
+        if handler is None:
+            handler = resolve_handler(cell.actor_class, msg, cell.label)
+        current = _current.get()
+        corr = current.current[3] if current is not None else next(cell.system.correlation_ids)
+        envelope = (msg, handler, None, corr)
+        if not (cell.accepting and cell.mailbox.put_nowait(envelope)):
+            await cell.deliver(envelope)
+
+    async def ask(self, msg: Request[R], *, timeout: float | None = None) -> R:
+        """Send the request ``msg`` and wait for the handler's return value.
+
+        Raises what the handler raised (with a note naming the actor; the actor fails and is
+        handled by its supervisor), ``TimeoutError`` when ``timeout`` seconds pass first (a
+        reply that arrives later is discarded), :class:`ActorStopped` when the actor is
+        stopped or stops before replying, :class:`MailboxFull` under the ``fail`` policy,
+        ``TypeError`` for a message the actor does not handle, and :class:`RuntimeClosed`
+        after the runtime exited. The timeout covers waiting for mailbox room too.
+        """
+        cell = self._cell
+        handler = cell.handlers.get(type(msg))
+        if handler is None:
+            handler = resolve_handler(cell.actor_class, msg, cell.label)
+        current = _current.get()
+        corr = current.current[3] if current is not None else next(cell.system.correlation_ids)
+        reply = Reply()
+        envelope = (msg, handler, reply, corr)
+        if timeout is None:
+            if not (cell.accepting and cell.mailbox.put_nowait(envelope)):
+                await cell.deliver(envelope)
+            await reply.event.wait()
+        else:
+            _check_timeout(timeout, f"ask({type(msg).__qualname__}) to {cell.label!r}")
+            with anyio.move_on_after(timeout) as scope:
+                if not (cell.accepting and cell.mailbox.put_nowait(envelope)):
+                    await cell.deliver(envelope)
+                await reply.event.wait()
+            if scope.cancelled_caught:
+                raise TimeoutError(
+                    f"ask({type(msg).__qualname__}) to actor {cell.label!r} got no reply "
+                    f"within {timeout} s"
+                )
+        if reply.error is not None:
+            raise reply.error
+        return typing.cast(R, reply.value)
+
+
+# ---------------------------------------------------------------------------------- timers
+
+
+class Timer:
+    """A scheduled delivery to the actor itself. Cancelled when the instance stops."""
+
+    __slots__ = ("_scope", "_timers", "cancelled")
+
+    def __init__(self, timers: set[Timer]) -> None:
+        self._scope: anyio.CancelScope | None = None
+        self._timers = timers
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Stop further deliveries. Never blocks; a delivery already enqueued stays queued."""
+        self.cancelled = True
+        if self._scope is not None:
+            self._scope.cancel()
+        self._timers.discard(self)
+
+    async def _run(
+        self, cell: Cell, msg: Message, delay: float, interval: float | None, corr: int | None
+    ) -> None:
+        _current.set(None)
+        with anyio.CancelScope() as scope:
+            self._scope = scope
+            if self.cancelled:
+                return
+            handler = cell.handlers.get(type(msg)) or resolve_handler(
+                cell.actor_class, msg, cell.label
+            )
+            await anyio.sleep(delay)
+            while True:
+                tick = corr if corr is not None else next(cell.system.correlation_ids)
+                envelope: Envelope = (msg, handler, None, tick)
+                if not (cell.accepting and cell.mailbox.put_nowait(envelope)):
+                    await cell.deliver(envelope)
+                if interval is None:
+                    break
+                await anyio.sleep(interval)
+        self._timers.discard(self)
+
+
+# --------------------------------------------------------------------------------- context
+
+
+class _ActorLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Adds the actor's name and the current correlation id to every record."""
+
+    def __init__(self, cell: Cell) -> None:
+        super().__init__(logger, {})
+        self._cell = cell
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        extra = dict(kwargs.get("extra") or {})
+        extra.setdefault("actor", self._cell.label)
+        extra.setdefault("correlation_id", format(self._cell.current[3], "x"))
+        kwargs["extra"] = extra
+        return msg, kwargs
+
+
+class Context:
+    """What an actor instance can do beyond handling its messages (``self.ctx``)."""
+
+    __slots__ = ("_cell", "_log", "_timers")
+
+    def __init__(self, cell: Cell) -> None:
+        self._cell = cell
+        self._timers: set[Timer] = set()
+        self._log: _ActorLog | None = None
+
+    @property
+    def self_ref(self) -> Ref:
+        """The ref of this actor's identity (valid across restarts)."""
+        return self._cell.ref
+
+    @property
+    def name(self) -> str:
+        """This actor's name (or generated id)."""
+        return self._cell.label
+
+    @property
+    def correlation_id(self) -> str:
+        """The correlation id of the message being handled; sends made now inherit it."""
+        return format(self._cell.current[3], "x")
+
+    @property
+    def log(self) -> logging.LoggerAdapter:  # type: ignore[type-arg]
+        """A logger (``understudy`` logger) that stamps records with ``actor`` and
+        ``correlation_id``."""
+        if self._log is None:
+            self._log = _ActorLog(self._cell)
+        return self._log
+
+    async def spawn(
+        self,
+        actor: type[A] | Callable[[], A],
+        *,
+        name: str | None = None,
+        capacity: int | None = None,
+        overflow: Overflow = "block",
+        shutdown: float = DEFAULT_SHUTDOWN,
+    ) -> Ref:
+        """Start a child actor; see ``Runtime.spawn`` for the options.
+
+        The child is linked to this instance: it stops (in reverse start order, before
+        ``on_stop``) when this instance stops or is restarted. When it stops this actor
+        receives :class:`Terminated` if it handles that type; if it does not and the child
+        failed, this actor fails with :class:`ChildFailed` (an Erlang link).
+        """
+        cell = await spawn_cell(
+            self._cell.system,
+            self._cell,
+            actor,
+            name=name,
+            capacity=capacity,
+            overflow=overflow,
+            shutdown=shutdown,
+        )
+        return cell.ref
+
+    def watch(self, ref: Ref) -> None:
+        """Receive ``Terminated(ref, reason, error)`` when ``ref``'s identity stops for good.
+
+        Delivered at once if it already has. Raises ``TypeError`` if this actor has no
+        handler for :class:`Terminated`. Never blocks.
+        """
+        cell = self._cell
+        if Terminated not in cell.handlers:
+            raise TypeError(
+                f"actor {cell.label!r} cannot watch {ref.name!r}: it has no handler for "
+                "understudy.Terminated"
+            )
+        target = _cell_of(ref, "watch")
+        if target is cell:
+            raise ValueError(f"actor {cell.label!r} cannot watch itself")
+        if target.terminated:
+            cell.mailbox.put_system(("terminated", target.termination()))
+            return
+        if target.watchers is None:
+            target.watchers = set()
+        target.watchers.add(cell)
+        if cell.watching is None:
+            cell.watching = set()
+        cell.watching.add(target)
+
+    def unwatch(self, ref: Ref) -> None:
+        """Stop watching ``ref``. Never blocks."""
+        target = _cell_of(ref, "unwatch")
+        if target.watchers is not None:
+            target.watchers.discard(self._cell)
+        if self._cell.watching is not None:
+            self._cell.watching.discard(target)
+
+    def schedule(self, delay: float, msg: Message) -> Timer:
+        """Send ``msg`` to this actor after ``delay`` seconds, with this message's
+        correlation id. Cancelled if the instance stops first."""
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not delay >= 0:
+            raise ValueError(f"schedule: delay must be a non-negative number, not {delay!r}")
+        return self._start_timer(msg, float(delay), None, self._cell.current[3])
+
+    def schedule_every(self, interval: float, msg: Message, *, delay: float | None = None) -> Timer:
+        """Send ``msg`` to this actor every ``interval`` seconds (first after ``delay``,
+        default ``interval``), each with a new correlation id. The next tick is counted
+        from when the previous one was enqueued, so a slow actor is not flooded."""
+        _check_timeout(interval, "schedule_every: interval")
+        first = interval if delay is None else delay
+        if isinstance(first, bool) or not isinstance(first, (int, float)) or not first >= 0:
+            raise ValueError(f"schedule_every: delay must be a non-negative number, not {first!r}")
+        return self._start_timer(msg, float(first), float(interval), None)
+
+    def _start_timer(
+        self, msg: Message, delay: float, interval: float | None, corr: int | None
+    ) -> Timer:
+        cell = self._cell
+        if cell.handlers.get(type(msg)) is None:
+            resolve_handler(cell.actor_class, msg, cell.label)
+        timer = Timer(self._timers)
+        self._timers.add(timer)
+        cell.system.task_group.start_soon(timer._run, cell, msg, delay, interval, corr)
+        return timer
+
+    def stop(self) -> None:
+        """Stop this actor (reason ``normal``) once the current message is handled."""
+        self._cell.mailbox.put_system(("stop", "normal"))
+
+    def _cancel_timers(self) -> None:
+        for timer in list(self._timers):
+            timer.cancel()
+
+
+def _cell_of(ref: object, where: str) -> Cell:
+    if not isinstance(ref, Ref):
+        raise TypeError(f"{where}: expected a Ref, not {ref!r}")
+    return ref._cell
+
+
+# ------------------------------------------------------------------------------------ cell
+
+
+class Supervising(Protocol):
+    """Who restarts a cell: told when an instance ends; True means it takes over."""
+
+    def child_exited(self, cell: Cell, reason: ExitReason, error: BaseException | None) -> bool: ...
+
+
+class Cell:
+    """An actor identity and the loop that serves its mailbox (internal)."""
+
+    __slots__ = (
+        "accepting",
+        "actor_class",
+        "children",
+        "ctx",
+        "current",
+        "done",
+        "exit_error",
+        "exit_reason",
+        "factory",
+        "handlers",
+        "id",
+        "instance",
+        "label",
+        "linked",
+        "mailbox",
+        "name",
+        "parent",
+        "ref",
+        "scope",
+        "shutdown",
+        "supervisor",
+        "system",
+        "terminated",
+        "watchers",
+        "watching",
+    )
+
+    def __init__(
+        self,
+        system: ActorSystem,
+        actor_class: type[Actor],
+        factory: Callable[[], Actor],
+        *,
+        id: int,
+        name: str | None,
+        parent: Cell | None,
+        capacity: int,
+        overflow: Overflow,
+        shutdown: float,
+    ) -> None:
+        self.system = system
+        self.actor_class = actor_class
+        self.factory = factory
+        self.handlers = actor_class._handlers
+        self.id = id
+        self.name = name
+        self.label = name if name is not None else f"{actor_class.__name__}#{id}"
+        self.parent = parent
+        self.linked = parent is not None
+        self.mailbox: Mailbox[Envelope] = Mailbox(capacity, overflow)
+        self.shutdown = shutdown
+        self.ref = Ref(self)
+        self.accepting = True
+        self.terminated = False
+        self.current: Envelope | tuple[None, None, None, int] = (None, None, None, 0)
+        self.instance: Actor | None = None
+        self.ctx: Context | None = None
+        self.scope: anyio.CancelScope | None = None
+        self.children: dict[int, Cell] | None = None
+        self.watchers: set[Cell] | None = None
+        self.watching: set[Cell] | None = None
+        self.supervisor: Supervising | None = None
+        self.done: anyio.Event | None = None
+        self.exit_reason: ExitReason | None = None
+        self.exit_error: BaseException | None = None
+
+    # -- sending (slow paths; the fast path is inlined in Ref.tell/ask) --
+
+    async def deliver(self, envelope: Envelope) -> None:
+        """Enqueue under the overflow policy, or dead-letter if the actor has stopped."""
+        mailbox = self.mailbox
+        while True:
+            if not self.accepting:
+                if self.system.closed:
+                    raise RuntimeClosed(
+                        f"cannot send to actor {self.label!r}: its runtime has exited"
+                    )
+                self.dead_letter(envelope, "stopped")
+                if envelope[2] is not None:
+                    raise ActorStopped(f"actor {self.label!r} has stopped")
+                return
+            if mailbox.put_nowait(envelope):
+                return
+            if mailbox.overflow == "block":
+                await mailbox.wait_for_space()
+            elif mailbox.overflow == "fail":
+                self.dead_letter(envelope, "mailbox_full")
+                raise MailboxFull(
+                    f"mailbox of actor {self.label!r} is full ({mailbox.capacity} messages)"
+                )
+            else:
+                self.dead_letter(mailbox.evict_oldest(), "dropped")
+
+    def dead_letter(self, envelope: Envelope, reason: str) -> None:
+        msg, _, reply, corr = envelope
+        if reply is not None:
+            if reason == "dropped":
+                reply.fail(
+                    MailboxFull(
+                        f"request evicted from the full mailbox of actor {self.label!r} "
+                        "(drop_oldest)"
+                    )
+                )
+            elif reason != "crashed":
+                reply.fail(ActorStopped(f"actor {self.label!r} stopped before handling it"))
+        system = self.system
+        letter = DeadLetter(
+            actor=self.label, message=msg, reason=reason, correlation_id=format(corr, "x")
+        )
+        system.dead_letters.record(letter)
+        if system.events.active:
+            system.events.publish(letter)
+
+    # -- running an instance --
+
+    def new_instance(self) -> Actor:
+        instance = self.factory()
+        if type(instance) is not self.actor_class:
+            raise TypeError(
+                f"the factory of actor {self.label!r} returned {instance!r}, "
+                f"not a {self.actor_class.__qualname__}"
+            )
+        return instance
+
+    async def run(
+        self,
+        instance: Actor,
+        restarted_after: BaseException | None,
+        *,
+        task_status: TaskStatus[BaseException | None],
+    ) -> None:
+        """One instance's whole life: start, serve, stop.
+
+        Reports through ``task_status`` once ``on_start`` returned (None) or raised (the
+        error: the starter decides what a failed start means). Never raises into the task
+        group, except the task group's own cancellation.
+        """
+        _current.set(self)
+        reason: ExitReason = "killed"
+        error: BaseException | None = None
+        started = False
+        try:
+            with anyio.CancelScope() as scope:
+                self.scope = scope
+                self.current = (None, None, None, next(self.system.correlation_ids))
+                self.ctx = instance.ctx = Context(self)
+                state_type = self.actor_class.State
+                instance.state = state_type() if state_type is not None else None
+                try:
+                    if restarted_after is not None:
+                        await instance.on_restart(restarted_after)
+                    await instance.on_start()
+                except Exception as exc:
+                    exc.add_note(f"raised while starting actor {self.label!r}")
+                    self.release_instance()
+                    started = True
+                    task_status.started(exc)
+                    return
+                started = True
+                task_status.started(None)
+                if self.system.events.active:
+                    self.system.events.publish(
+                        ActorStarted(actor=self.label, actor_class=self.actor_class.__qualname__)
+                    )
+                reason, error = await self.serve(instance)
+                await self.stop_children()
+                try:
+                    await instance.on_stop()
+                except Exception as exc:
+                    exc.add_note(f"raised in on_stop of actor {self.label!r}")
+                    if error is None:
+                        reason, error = "failed", exc
+                    else:
+                        logger.error(
+                            "on_stop of actor %r raised after it failed",
+                            self.label,
+                            exc_info=exc,
+                            extra={"actor": self.label, "correlation_id": None},
+                        )
+            if reason == "killed":
+                error = Killed(f"actor {self.label!r} was killed")
+        finally:
+            if not started:
+                self.release_instance()
+                task_status.started(error or Killed(f"actor {self.label!r} was killed"))
+            elif self.instance is instance:
+                self.instance_ended(reason, error)
+
+    async def serve(self, instance: Actor) -> tuple[ExitReason, BaseException | None]:
+        """The hot loop: system lane first, then user messages in batches."""
+        mailbox = self.mailbox
+        queue = mailbox.queue
+        system = mailbox.system
+        budget = BATCH
+        while True:
+            if system:
+                outcome = await self.system_message(instance, system.pop(0))
+                if outcome is not None:
+                    return outcome
+            elif queue:
+                envelope = queue.popleft()
+                if mailbox.senders:
+                    mailbox.senders.popleft().set()
+                self.current = envelope
+                msg, handler, reply, _ = envelope
+                try:
+                    result = await handler(instance, msg)
+                except Exception as exc:
+                    self.crashed(envelope, exc)
+                    return "failed", exc
+                except BaseException:
+                    if reply is not None:
+                        reply.fail(Killed(f"actor {self.label!r} was stopped while handling it"))
+                    raise
+                if reply is not None:
+                    reply.value = result
+                    reply.event.set()
+                budget -= 1
+                if not budget:
+                    budget = BATCH
+                    await anyio.lowlevel.checkpoint()
+            else:
+                budget = BATCH
+                await mailbox.wait()
+
+    def crashed(self, envelope: Envelope, exc: Exception) -> None:
+        exc.add_note(f"raised in a handler of actor {self.label!r}")
+        reply = envelope[2]
+        if reply is not None:
+            reply.fail(exc)
+        self.dead_letter(envelope, "crashed")
+
+    async def system_message(
+        self, instance: Actor, item: tuple[Any, ...]
+    ) -> tuple[ExitReason, BaseException | None] | None:
+        kind = item[0]
+        if kind == "stop":
+            return item[1], None
+        if kind == "terminated":
+            note: Terminated = item[1]
+            handler = self.handlers.get(Terminated)
+            if handler is not None:
+                self.current = (None, None, None, next(self.system.correlation_ids))
+                try:
+                    await handler(instance, note)
+                except Exception as exc:
+                    exc.add_note(f"raised in the Terminated handler of actor {self.label!r}")
+                    return "failed", exc
+            elif note.reason in ("failed", "killed") and note.ref._cell.parent is self:
+                failure = ChildFailed(note.ref.name, note.error)
+                failure.__cause__ = note.error
+                return "failed", failure
+        return None
+
+    async def stop_children(self) -> None:
+        children = self.children
+        while children:
+            child = children[next(reversed(children))]
+            await child.stop("shutdown", child.shutdown)
+            children.pop(child.id, None)
+
+    def release_instance(self) -> None:
+        """Let go of the ended instance's scope, timers and children (no awaits)."""
+        self.scope = None
+        self.instance = None
+        if self.ctx is not None:
+            self.ctx._cancel_timers()
+            self.ctx = None
+        if self.children:
+            for child in list(self.children.values()):
+                child.linked = False  # its end belongs to a life that is over
+                child.kill()
+        system = self.mailbox.system
+        system[:] = [
+            item
+            for item in system
+            if not (item[0] == "terminated" and item[1].ref._cell.parent is self)
+        ]
+
+    def instance_ended(self, reason: ExitReason, error: BaseException | None) -> None:
+        """After an instance served and ended: let its supervisor restart it, or terminate."""
+        self.release_instance()
+        if error is not None and self.system.events.active:
+            self.system.events.publish(
+                ActorFailed(
+                    actor=self.label, actor_class=self.actor_class.__qualname__, error=error
+                )
+            )
+        supervisor = self.supervisor
+        if (
+            supervisor is not None
+            and not self.system.shutting_down
+            and supervisor.child_exited(self, reason, error)
+        ):
+            return
+        self.terminate(reason, error)
+
+    def discard(self) -> None:
+        """Remove an identity whose first start failed: it never served, so no one is told."""
+        self.accepting = False
+        self.terminated = True
+        for envelope in self.mailbox.drain():
+            self.dead_letter(envelope, "stopped")
+        self.system.unregister(self)
+        if self.done is not None:
+            self.done.set()
+
+    def terminate(self, reason: ExitReason, error: BaseException | None) -> None:
+        """End the identity for good: dead-letter what is queued, tell watchers and parent."""
+        if self.terminated:
+            return
+        self.accepting = False
+        self.terminated = True
+        self.exit_reason = reason
+        self.exit_error = error
+        system = self.system
+        leftover = "shutdown" if system.shutting_down else "stopped"
+        for envelope in self.mailbox.drain():
+            self.dead_letter(envelope, leftover)
+        self.mailbox.system.clear()
+        system.unregister(self)
+        note = self.termination()
+        told: set[Cell] = set()
+        if self.watchers:
+            for watcher in self.watchers:
+                if watcher.watching is not None:
+                    watcher.watching.discard(self)
+                if not watcher.terminated:
+                    watcher.mailbox.put_system(("terminated", note))
+                    told.add(watcher)
+            self.watchers = None
+        parent = self.parent
+        if self.linked and parent is not None and parent not in told and not parent.terminated:
+            parent.mailbox.put_system(("terminated", note))
+        if self.watching:
+            for target in self.watching:
+                if target.watchers is not None:
+                    target.watchers.discard(self)
+            self.watching = None
+        if reason == "failed" and error is not None:
+            logger.error(
+                "actor %r stopped: it failed with %r",
+                self.label,
+                error,
+                exc_info=error,
+                extra={"actor": self.label, "correlation_id": format(self.current[3], "x")},
+            )
+        if system.events.active:
+            system.events.publish(
+                ActorTerminated(
+                    actor=self.label,
+                    actor_class=self.actor_class.__qualname__,
+                    reason=reason,
+                    error=error,
+                )
+            )
+        if self.done is not None:
+            self.done.set()
+
+    def termination(self) -> Terminated:
+        return Terminated(self.ref, self.exit_reason or "normal", self.exit_error)
+
+    # -- stopping from outside --
+
+    def kill(self) -> None:
+        """Cancel the running instance where it stands. Never blocks."""
+        if self.scope is not None:
+            self.scope.cancel()
+
+    async def wait_terminated(self) -> None:
+        if not self.terminated:
+            if self.done is None:
+                self.done = anyio.Event()
+            await self.done.wait()
+
+    async def stop(self, reason: ExitReason = "shutdown", timeout: float | None = None) -> None:
+        """Ask the identity to stop after its current message; kill it after ``timeout``."""
+        if self.terminated:
+            return
+        self.mailbox.put_system(("stop", reason))
+        if self.instance is None and self.scope is None:
+            # Not running (e.g. waiting to be restarted): nothing will read the lane.
+            self.terminate(reason, None)
+            return
+        if timeout is not None:
+            with anyio.move_on_after(timeout):
+                await self.wait_terminated()
+            if not self.terminated:
+                self.kill()
+        await self.wait_terminated()
+
+
+def _check_name(name: object) -> str | None:
+    if name is None:
+        return None
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"spawn: name must be a non-empty str or None, not {name!r}")
+    return name
+
+
+def _check_shutdown(shutdown: object) -> float:
+    if isinstance(shutdown, bool) or not isinstance(shutdown, (int, float)):
+        raise TypeError(f"spawn: shutdown must be a number of seconds, not {shutdown!r}")
+    if not shutdown > 0:
+        raise ValueError(f"spawn: shutdown must be positive, not {shutdown!r}")
+    return float(shutdown)
+
+
+def actor_class_of(actor: object, where: str) -> tuple[type[Actor], Callable[[], Actor]]:
+    """Split ``actor`` (an Actor subclass or a zero-argument factory) into class and factory."""
+    if isinstance(actor, type):
+        if not issubclass(actor, Actor):
+            raise TypeError(f"{where}: {actor.__qualname__} is not an understudy.Actor subclass")
+        return actor, actor
+    if callable(actor):
+        factory = typing.cast(Callable[[], Actor], actor)
+        probe = factory()
+        if not isinstance(probe, Actor):
+            raise TypeError(f"{where}: the factory {actor!r} returned {probe!r}, not an Actor")
+        return type(probe), factory
+    raise TypeError(f"{where}: expected an Actor subclass or a factory, not {actor!r}")
+
+
+async def spawn_cell(
+    system: ActorSystem,
+    parent: Cell | None,
+    actor: object,
+    *,
+    name: str | None,
+    capacity: int | None,
+    overflow: Overflow,
+    shutdown: float,
+    id: int | None = None,
+) -> Cell:
+    """Validate the options, create the identity and start its first instance.
+
+    Returns once the instance's ``on_start`` returned; raises what it raised (and then
+    the identity does not exist). Raises :class:`NameTaken` for a live name.
+    """
+    if system.closed:
+        raise RuntimeClosed("cannot spawn: the runtime has exited")
+    where = f"spawn({getattr(actor, '__qualname__', actor)!r})"
+    name = _check_name(name)
+    cap = system.default_capacity if capacity is None else check_capacity(capacity, where)
+    policy = check_overflow(overflow, where)
+    grace = _check_shutdown(shutdown)
+    actor_class, factory = actor_class_of(actor, where)
+    cell = Cell(
+        system,
+        actor_class,
+        factory,
+        id=id if id is not None else next(system.correlation_ids),
+        name=name,
+        parent=parent,
+        capacity=cap,
+        overflow=policy,
+        shutdown=grace,
+    )
+    instance = cell.new_instance()
+    system.register(cell)  # raises NameTaken; reserves the name during on_start
+    if parent is not None:
+        if parent.children is None:
+            parent.children = {}
+        parent.children[cell.id] = cell
+    try:
+        error = await start_instance(cell, instance, None)
+    except BaseException:
+        cell.discard()
+        raise
+    if error is not None:
+        cell.discard()
+        raise error
+    return cell
+
+
+async def start_instance(
+    cell: Cell, instance: Actor, restarted_after: BaseException | None
+) -> BaseException | None:
+    """Start ``instance`` on ``cell``'s task and wait for its ``on_start``; its error or None."""
+    cell.instance = instance  # from now on a stop request waits for this instance
+    result: BaseException | None = await cell.system.task_group.start(
+        cell.run, instance, restarted_after
+    )
+    return result
+
+
+def check_positive(value: object, what: str) -> float:
+    """``value`` as a float if it is a positive number; otherwise a clear error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{what} must be a number, not {value!r}")
+    if not value > 0 or math.isnan(value):
+        raise ValueError(f"{what} must be positive, not {value!r}")
+    return float(value)
+
+
+__all__ = [
+    "BATCH",
+    "DEFAULT_SHUTDOWN",
+    "Actor",
+    "ActorSystem",
+    "Cell",
+    "Context",
+    "Ref",
+    "Reply",
+    "Timer",
+    "resolve_handler",
+    "spawn_cell",
+]

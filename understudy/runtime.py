@@ -1,0 +1,211 @@
+"""The runtime: owns every actor task, the name registry, dead letters and the event stream.
+
+::
+
+    async with us.Runtime() as rt:
+        alice = await rt.spawn(Account, name="alice")
+        await alice.tell(Deposit(10))
+        assert await alice.ask(GetBalance(), timeout=1.0) == 10
+
+Leaving the ``async with`` block shuts down gracefully: top-level actors stop in reverse
+spawn order (each stops its own children first), each finishes the message it is handling
+and runs ``on_stop`` within its shutdown time (then it is cancelled), and messages still
+queued become dead letters with reason ``shutdown``. No task is left running afterwards.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from collections.abc import Awaitable, Callable, Iterator
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+import anyio
+from anyio.abc import TaskGroup
+
+from understudy.actors import (
+    DEFAULT_SHUTDOWN,
+    A,
+    Cell,
+    Ref,
+    _cell_of,
+    spawn_cell,
+)
+from understudy.errors import NameTaken, RuntimeClosed, UnknownActor
+from understudy.events import DeadLetters, EventStream
+from understudy.mailbox import DEFAULT_CAPACITY, Overflow, check_capacity
+
+T = TypeVar("T")
+
+
+class Runtime:
+    """An actor system in one process. Use it as an async context manager.
+
+    ``mailbox_capacity`` is the default bound of every mailbox (``capacity=`` on spawn
+    overrides it); ``dead_letter_capacity`` is how many recent dead letters are kept for
+    inspection (all are counted).
+    """
+
+    def __init__(
+        self,
+        *,
+        mailbox_capacity: int = DEFAULT_CAPACITY,
+        dead_letter_capacity: int = 1000,
+    ) -> None:
+        self.default_capacity = check_capacity(mailbox_capacity, "Runtime(mailbox_capacity=)")
+        check_capacity(dead_letter_capacity, "Runtime(dead_letter_capacity=)")
+        self.events = EventStream()
+        """Typed lifecycle events; see :meth:`EventStream.subscribe`."""
+        self.dead_letters = DeadLetters(dead_letter_capacity)
+        """Messages that could not be delivered or processed: counts and recent letters."""
+        # Random base: correlation ids of two runtimes in one process do not collide.
+        self.correlation_ids: Iterator[int] = itertools.count(secrets.randbits(40) << 16)
+        self.closed = True
+        self.shutting_down = False
+        self._names: dict[str, Cell] = {}
+        self._top: dict[int, Cell] = {}
+        self._task_group: TaskGroup | None = None
+        self._entered = False
+
+    # -- lifecycle --
+
+    async def __aenter__(self) -> Runtime:
+        if self._entered:
+            raise RuntimeError("a Runtime can be entered once; make a new one")
+        self._entered = True
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        self.closed = False
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        task_group = self.task_group
+        self.shutting_down = True
+        try:
+            # Shielded: a host being cancelled still gets a bounded, graceful shutdown
+            # (every stop is bounded by that actor's shutdown time, then a kill).
+            with anyio.CancelScope(shield=True):
+                await self._stop_all()
+        finally:
+            self.closed = True
+            self.events.close()
+            task_group.cancel_scope.cancel()  # timers and anything else still running
+            suppress = await task_group.__aexit__(exc_type, exc, tb)
+        return suppress
+
+    async def _stop_all(self) -> None:
+        while self._top:
+            cell = self._top[next(reversed(self._top))]
+            await cell.stop("shutdown", cell.shutdown)
+            self._top.pop(cell.id, None)
+
+    @property
+    def task_group(self) -> TaskGroup:
+        """The task group every actor task runs in (internal; for the layers above)."""
+        if self._task_group is None or self.closed:
+            raise RuntimeClosed("the runtime is not running: use it inside `async with`")
+        return self._task_group
+
+    # -- registry (ActorSystem) --
+
+    def register(self, cell: Cell) -> None:
+        """Reserve the cell's name and track it (internal)."""
+        if cell.name is not None:
+            holder = self._names.get(cell.name)
+            if holder is not None:
+                raise NameTaken(
+                    f"an actor named {cell.name!r} is already running "
+                    f"({holder.actor_class.__qualname__})"
+                )
+            self._names[cell.name] = cell
+        if cell.parent is None:
+            self._top[cell.id] = cell
+
+    def unregister(self, cell: Cell) -> None:
+        """Free the cell's name (internal)."""
+        if cell.name is not None and self._names.get(cell.name) is cell:
+            del self._names[cell.name]
+        if cell.parent is None:
+            self._top.pop(cell.id, None)
+        elif cell.parent.children is not None:
+            cell.parent.children.pop(cell.id, None)
+
+    # -- public API --
+
+    async def spawn(
+        self,
+        actor: type[A] | Callable[[], A],
+        *,
+        name: str | None = None,
+        capacity: int | None = None,
+        overflow: Overflow = "block",
+        shutdown: float = DEFAULT_SHUTDOWN,
+    ) -> Ref:
+        """Start a top-level actor and return its ref once its ``on_start`` returned.
+
+        ``actor`` is an :class:`Actor` subclass or a zero-argument factory returning an
+        instance (``functools.partial(MyActor, config)``), called again for every restart.
+        ``name`` makes the actor findable with :meth:`ref` (unnamed actors get an id);
+        ``capacity`` bounds its mailbox (default: the runtime's ``mailbox_capacity``);
+        ``overflow`` is ``"block"``, ``"fail"`` or ``"drop_oldest"``; ``shutdown`` is how
+        many seconds it gets to stop gracefully before it is cancelled.
+
+        Raises :class:`NameTaken` for a live name, ``TypeError``/``ValueError`` for bad
+        options, whatever ``on_start`` raised (the actor then does not exist), and
+        :class:`RuntimeClosed` outside the runtime's ``async with``.
+        """
+        cell = await spawn_cell(
+            self,
+            None,
+            actor,
+            name=name,
+            capacity=capacity,
+            overflow=overflow,
+            shutdown=shutdown,
+        )
+        return cell.ref
+
+    def ref(self, name: str) -> Ref:
+        """The ref of the live actor called ``name``. Raises :class:`UnknownActor`."""
+        if self.closed and self._entered:
+            raise RuntimeClosed("the runtime has exited")
+        cell = self._names.get(name)
+        if cell is None:
+            raise UnknownActor(f"no live actor is named {name!r}")
+        return cell.ref
+
+    async def stop(self, ref: Ref, *, timeout: float | None = None) -> None:
+        """Stop the actor gracefully and wait until it has stopped.
+
+        It finishes its current message, stops its children, runs ``on_stop``; after
+        ``timeout`` seconds (default: its ``shutdown`` time) it is cancelled. Messages still
+        queued become dead letters with reason ``stopped``. Returns at once if it already
+        stopped.
+        """
+        cell = _cell_of(ref, "stop")
+        if self.closed:
+            raise RuntimeClosed("cannot stop an actor: the runtime has exited")
+        await cell.stop("shutdown", cell.shutdown if timeout is None else timeout)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+
+def run(
+    main: Callable[..., Awaitable[T]],
+    *args: Any,
+    backend: Literal["asyncio", "trio"] = "asyncio",
+) -> T:
+    """Run ``main(*args)`` on the chosen event loop and return its result (for scripts)."""
+    if backend not in ("asyncio", "trio"):
+        raise ValueError(f"backend must be 'asyncio' or 'trio', not {backend!r}")
+    return anyio.run(main, *args, backend=backend)
+
+
+__all__ = ["Runtime", "run"]
