@@ -16,6 +16,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import sys
 import types
 import typing
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
@@ -88,7 +89,9 @@ class ActorSystem(Protocol):
 # --------------------------------------------------------------------------------- handlers
 
 
-def _message_types(owner: type, attr: str, fn: Callable[..., Any]) -> tuple[type[Message], ...]:
+def _message_types(
+    owner: type, attr: str, fn: Callable[..., Any], localns: dict[str, Any]
+) -> tuple[type[Message], ...]:
     """The message types ``fn`` handles, or () if it is not a handler."""
     params = list(inspect.signature(fn).parameters.values())
     if len(params) < 2:
@@ -98,11 +101,11 @@ def _message_types(owner: type, attr: str, fn: Callable[..., Any]) -> tuple[type
         return ()
     if isinstance(annotation, str):
         try:
-            annotation = typing.get_type_hints(fn)[params[1].name]
+            annotation = typing.get_type_hints(fn, localns=localns)[params[1].name]
         except Exception as exc:
             raise TypeError(
                 f"{owner.__qualname__}.{attr}: cannot resolve the annotation {annotation!r} "
-                f"({exc}); define message types at module level"
+                f"({exc}); define the message type before the actor class"
             ) from exc
     origin = typing.get_origin(annotation)
     if origin is Union or origin is types.UnionType:
@@ -137,7 +140,7 @@ def _message_types(owner: type, attr: str, fn: Callable[..., Any]) -> tuple[type
     return tuple(found)
 
 
-def _build_handlers(cls: type[Actor]) -> dict[type, Handler]:
+def _build_handlers(cls: type[Actor], localns: dict[str, Any]) -> dict[type, Handler]:
     handlers: dict[type, Handler] = {}
     names: dict[type, str] = {}
     seen: set[str] = set()
@@ -149,7 +152,7 @@ def _build_handlers(cls: type[Actor]) -> dict[type, Handler]:
             fn = getattr(cls, attr)
             if not inspect.iscoroutinefunction(fn):
                 continue
-            for tp in _message_types(cls, attr, fn):
+            for tp in _message_types(cls, attr, fn, localns):
                 if tp in handlers:
                     raise TypeError(
                         f"{cls.__qualname__}: {tp.__qualname__} is handled by both "
@@ -226,7 +229,10 @@ class Actor:
             isinstance(state, type) and issubclass(state, msgspec.Struct)
         ):
             raise TypeError(f"{cls.__qualname__}.State must be a msgspec.Struct subclass")
-        cls._handlers = _build_handlers(cls)
+        # String annotations (``from __future__ import annotations``) may name message types
+        # local to the function that defines the actor: resolve them in that namespace too.
+        caller = sys._getframe(1)
+        cls._handlers = _build_handlers(cls, {**caller.f_globals, **caller.f_locals})
         cls._declared = frozenset(cls._handlers)
 
     async def on_start(self) -> None:
@@ -400,7 +406,10 @@ class Timer:
                 tick = corr if corr is not None else next(cell.system.correlation_ids)
                 envelope: Envelope = (msg, handler, None, tick)
                 if not (cell.accepting and cell.mailbox.put_nowait(envelope)):
-                    await cell.deliver(envelope)
+                    try:
+                        await cell.deliver(envelope)
+                    except MailboxFull:
+                        pass  # a full mailbox under `fail`: the tick is a dead letter, not a crash
                 if interval is None:
                     break
                 await anyio.sleep(interval)
@@ -736,10 +745,7 @@ class Cell:
         error: BaseException | None = None
         started = False
         try:
-            # Shielded: cancelling the host (or the runtime's task group) must not kill
-            # actors where they stand; the runtime stops them gracefully, and a kill
-            # cancels this scope itself.
-            with anyio.CancelScope(shield=True) as scope:
+            with anyio.CancelScope() as scope:
                 self.scope = scope
                 self.generation += 1
                 self.stopping = False
@@ -759,6 +765,11 @@ class Cell:
                     return
                 started = True
                 task_status.started(None)
+                # Once started, shielded: cancelling the host (or the runtime's task group)
+                # must not kill actors where they stand; the runtime stops them gracefully,
+                # and a kill cancels this scope itself. Until then a cancelled starter
+                # cancels the start, as anyio's `start` does.
+                scope.shield = True
                 if self.system.events.active:
                     self.system.events.publish(
                         ActorStarted(actor=self.label, actor_class=self.actor_class.__qualname__)
@@ -1055,7 +1066,13 @@ def actor_class_of(actor: object, where: str) -> tuple[type[Actor], Callable[[],
         probe = factory()
         if not isinstance(probe, Actor):
             raise TypeError(f"{where}: the factory {actor!r} returned {probe!r}, not an Actor")
-        return type(probe), factory
+        # The probe serves as the first instance, so the factory runs once per instance.
+        first = [probe]
+
+        def once_then_factory() -> Actor:
+            return first.pop() if first else factory()
+
+        return type(probe), once_then_factory
     raise TypeError(f"{where}: expected an Actor subclass or a factory, not {actor!r}")
 
 
@@ -1076,7 +1093,10 @@ async def spawn_cell(
     the identity does not exist). Raises :class:`NameTaken` for a live name.
     """
     if system.closed:
-        raise RuntimeClosed("cannot spawn: the runtime has exited")
+        raise RuntimeClosed(
+            "cannot spawn: the runtime is not running (it has exited, or `async with` "
+            "was not entered)"
+        )
     where = f"spawn({getattr(actor, '__qualname__', actor)!r})"
     name = _check_name(name)
     cap = system.default_capacity if capacity is None else check_capacity(capacity, where)
@@ -1109,6 +1129,10 @@ async def spawn_cell(
         cell.discard()
         raise
     if error is not None:
+        # Children its on_start spawned were killed with it: wait until they are gone, so
+        # nothing of the failed spawn is left when the caller sees the error.
+        for child in list((cell.children or {}).values()):
+            await child.wait_terminated()
         cell.discard()
         raise error
     return cell

@@ -31,6 +31,7 @@ from understudy.actors import (
     Cell,
     Ref,
     _cell_of,
+    check_positive,
     spawn_cell,
 )
 from understudy.errors import NameTaken, RuntimeClosed, UnknownActor
@@ -263,6 +264,8 @@ class Runtime:
         stopped.
         """
         cell = _cell_of(ref, "stop")
+        if timeout is not None:
+            timeout = check_positive(timeout, f"stop({cell.label!r}): timeout")
         if self.closed:
             raise RuntimeClosed("cannot stop an actor: the runtime has exited")
         supervisor = cell.supervisor

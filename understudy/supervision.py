@@ -640,9 +640,12 @@ class SupervisorActor(Actor):
                 self.ctx._cell.mailbox.put_system(("stop", "shutdown"))
 
     async def _stop_all(self) -> None:
-        for record in reversed(list(self.records.values())):
-            await record.cell.stop("shutdown", check_shutdown(record.spec.shutdown))
+        # Forget them first: a child this supervisor no longer knows ends for good when it
+        # exits, instead of being handed back for a restart.
+        records = list(self.records.values())
         self.records.clear()
+        for record in reversed(records):
+            await record.cell.stop("shutdown", check_shutdown(record.spec.shutdown))
 
     def _publish(self, event: Event) -> None:
         events = self.ctx._cell.system.events
@@ -674,7 +677,6 @@ class SupervisorActor(Actor):
                 break
         else:
             raise UnknownActor(f"supervisor {self.ctx.name!r} has no child named {msg.name!r}")
-        record.stopping = True
         self.records.pop(record.cell.id, None)
         self._pending.pop(record.cell.id, None)
         await record.cell.stop("shutdown", check_shutdown(record.spec.shutdown))
