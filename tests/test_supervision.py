@@ -632,13 +632,13 @@ def test_bad_specs_fail_at_construction_with_clear_errors() -> None:
         us.Backoff(min=0)
     with pytest.raises(ValueError, match="jitter"):
         us.Backoff(jitter=1.5)
-    with pytest.raises(TypeError, match="not an understudy.Actor"):
+    with pytest.raises(TypeError, match=r"not an understudy\.Actor"):
         us.Child(int)  # type: ignore[arg-type]
 
 
 async def test_start_refuses_what_is_not_a_supervisor_spec() -> None:
     async with us.Runtime() as rt:
-        with pytest.raises(TypeError, match="expected a us.Supervisor"):
+        with pytest.raises(TypeError, match=r"expected a us\.Supervisor"):
             await rt.start(us.Child(Worker))  # type: ignore[arg-type]
 
 

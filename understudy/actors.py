@@ -13,6 +13,7 @@ group, inside a cancel scope of its own (which is how a kill or a shutdown timeo
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import math
@@ -406,10 +407,9 @@ class Timer:
                 tick = corr if corr is not None else next(cell.system.correlation_ids)
                 envelope: Envelope = (msg, handler, None, tick)
                 if not (cell.accepting and cell.mailbox.put_nowait(envelope)):
-                    try:
+                    # A full mailbox under `fail`: the tick is a dead letter, not a crash.
+                    with contextlib.suppress(MailboxFull):
                         await cell.deliver(envelope)
-                    except MailboxFull:
-                        pass  # a full mailbox under `fail`: the tick is a dead letter, not a crash
                 if interval is None:
                     break
                 await anyio.sleep(interval)
@@ -674,6 +674,7 @@ class Cell:
     async def deliver(self, envelope: Envelope) -> None:
         """Enqueue under the overflow policy, or dead-letter if the actor has stopped."""
         mailbox = self.mailbox
+        waited = False
         while True:
             if not self.accepting:
                 if self.system.closed:
@@ -685,9 +686,12 @@ class Cell:
                     raise ActorStopped(f"actor {self.label!r} has stopped")
                 return
             if mailbox.put_nowait(envelope):
+                if waited:
+                    mailbox.pass_baton()
                 return
             if mailbox.overflow == "block":
                 await mailbox.wait_for_space()
+                waited = True
             elif mailbox.overflow == "fail":
                 self.dead_letter(envelope, "mailbox_full")
                 raise MailboxFull(
@@ -813,7 +817,7 @@ class Cell:
             elif queue:
                 envelope = queue.popleft()
                 if mailbox.senders:
-                    mailbox.senders.popleft().set()
+                    mailbox.wake_sender()
                 self.current = envelope
                 msg, handler, reply, _ = envelope
                 try:
