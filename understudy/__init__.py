@@ -26,6 +26,7 @@ from understudy.events import (
 )
 from understudy.mailbox import DEFAULT_CAPACITY, Overflow
 from understudy.messages import ExitReason, Message, Request, Terminated, decode
+from understudy.metrics import ActorInfo
 from understudy.runtime import Runtime, run
 
 __version__ = "0.1.0"
@@ -34,6 +35,7 @@ __all__ = [
     "DEFAULT_CAPACITY",
     "Actor",
     "ActorFailed",
+    "ActorInfo",
     "ActorStarted",
     "ActorStopped",
     "ActorTerminated",

@@ -23,6 +23,7 @@ from typing import Any, Literal, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
+from prometheus_client import CollectorRegistry
 
 from understudy.actors import (
     DEFAULT_SHUTDOWN,
@@ -35,6 +36,7 @@ from understudy.actors import (
 from understudy.errors import NameTaken, RuntimeClosed, UnknownActor
 from understudy.events import DeadLetters, EventStream
 from understudy.mailbox import DEFAULT_CAPACITY, Overflow, check_capacity
+from understudy.metrics import ActorInfo, Metrics, check_endpoint
 
 T = TypeVar("T")
 
@@ -45,6 +47,14 @@ class Runtime:
     ``mailbox_capacity`` is the default bound of every mailbox (``capacity=`` on spawn
     overrides it); ``dead_letter_capacity`` is how many recent dead letters are kept for
     inspection (all are counted).
+
+    ``metrics``: True (default) keeps per-message counters for :attr:`metrics`; a
+    ``(host, port)`` tuple also serves ``/metrics`` and ``/tree`` over HTTP there while the
+    runtime runs (port 0 picks a free port, see ``rt.metrics.address``; binding fails
+    ``async with`` with ``OSError``); False turns per-message accounting off (messages,
+    handler durations and mailbox waits are then not exported). ``metrics_registry`` is
+    the ``prometheus_client`` registry to report into (default: a new one per runtime);
+    a registry holds one running runtime at a time (another raises ``ValueError``).
     """
 
     def __init__(
@@ -52,6 +62,8 @@ class Runtime:
         *,
         mailbox_capacity: int = DEFAULT_CAPACITY,
         dead_letter_capacity: int = 1000,
+        metrics: bool | tuple[str, int] = True,
+        metrics_registry: CollectorRegistry | None = None,
     ) -> None:
         self.default_capacity = check_capacity(mailbox_capacity, "Runtime(mailbox_capacity=)")
         check_capacity(dead_letter_capacity, "Runtime(dead_letter_capacity=)")
@@ -67,6 +79,16 @@ class Runtime:
         self._top: dict[int, Cell] = {}
         self._task_group: TaskGroup | None = None
         self._entered = False
+        # metrics: per-cell counters on unless metrics=False; the registry and collector
+        self.metered = metrics is not False
+        self.metrics = Metrics(
+            dead_letters=self.dead_letters,
+            events=self.events,
+            on=self.metered,
+            endpoint=check_endpoint(metrics),
+            registry=metrics_registry,
+        )
+        """This runtime's Prometheus metrics, endpoint and ASGI app."""
 
     # -- lifecycle --
 
@@ -77,6 +99,14 @@ class Runtime:
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         self.closed = False
+        try:
+            await self.metrics.start(self._task_group)
+        except BaseException as exc:
+            self.closed = True
+            self.metrics.closed()
+            self._task_group.cancel_scope.cancel()
+            await self._task_group.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
         return self
 
     async def __aexit__(
@@ -96,7 +126,10 @@ class Runtime:
             self.closed = True
             self.events.close()
             task_group.cancel_scope.cancel()  # timers and anything else still running
-            suppress = await task_group.__aexit__(exc_type, exc, tb)
+            try:
+                suppress = await task_group.__aexit__(exc_type, exc, tb)
+            finally:
+                self.metrics.closed()  # the endpoint's socket closed with the task group
         return suppress
 
     async def _stop_all(self) -> None:
@@ -126,9 +159,11 @@ class Runtime:
             self._names[cell.name] = cell
         if cell.parent is None:
             self._top[cell.id] = cell
+        self.metrics.track(cell)
 
     def unregister(self, cell: Cell) -> None:
         """Free the cell's name (internal)."""
+        self.metrics.retire(cell)
         if cell.name is not None and self._names.get(cell.name) is cell:
             del self._names[cell.name]
         if cell.parent is None:
@@ -192,6 +227,11 @@ class Runtime:
         if self.closed:
             raise RuntimeClosed("cannot stop an actor: the runtime has exited")
         await cell.stop("shutdown", cell.shutdown if timeout is None else timeout)
+
+    def tree(self) -> list[ActorInfo]:
+        """The live actors as typed trees (:class:`~understudy.ActorInfo`), top-level actors
+        in spawn order with their children nested. A snapshot; never blocks."""
+        return self.metrics.tree()
 
     def __contains__(self, name: object) -> bool:
         return name in self._names
