@@ -197,7 +197,7 @@ class Meter:
         if seconds <= FIRST:
             self.handled_fast += handled
             if seconds > 0.0:
-                size = int(GROUP_SECONDS * handled / seconds)
+                size = int(GROUP_SECONDS * handled / seconds + 0.5)
                 self.next = 1 if size < 1 else MAX_GROUP if size > MAX_GROUP else size
             else:
                 self.next = MAX_GROUP

@@ -96,17 +96,11 @@ class Runtime:
         if self._entered:
             raise RuntimeError("a Runtime can be entered once; make a new one")
         self._entered = True
+        await self.metrics.bind()  # OSError if the metrics endpoint cannot listen
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         self.closed = False
-        try:
-            await self.metrics.start(self._task_group)
-        except BaseException as exc:
-            self.closed = True
-            self.metrics.closed()
-            self._task_group.cancel_scope.cancel()
-            await self._task_group.__aexit__(type(exc), exc, exc.__traceback__)
-            raise
+        self.metrics.serve(self._task_group)
         return self
 
     async def __aexit__(
@@ -129,7 +123,7 @@ class Runtime:
             try:
                 suppress = await task_group.__aexit__(exc_type, exc, tb)
             finally:
-                self.metrics.closed()  # the endpoint's socket closed with the task group
+                await self.metrics.aclose()
         return suppress
 
     async def _stop_all(self) -> None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import anyio
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
@@ -45,7 +46,7 @@ from understudy.metrics._collector import (
 from understudy.metrics._tree import ActorInfo, tree_of
 
 if TYPE_CHECKING:
-    from anyio.abc import TaskGroup
+    from anyio.abc import Listener, SocketStream, TaskGroup
 
     from understudy.actors import Cell
     from understudy.events import DeadLetters, EventStream
@@ -107,6 +108,7 @@ class Metrics:
         self._sources: list[Collector] = []
         self._endpoint = endpoint
         self._address: Endpoint | None = None
+        self._listener: Listener[SocketStream] | None = None
         self._own_registry = registry is None
         self.registry: CollectorRegistry = CollectorRegistry() if registry is None else registry
         """The registry every metric of this runtime is in (scrape this one)."""
@@ -128,22 +130,31 @@ class Metrics:
         host, port = self._address
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
-    async def start(self, task_group: TaskGroup) -> None:
-        """Start the endpoint, if one was asked for, in ``task_group`` (the runtime's).
+    async def bind(self) -> None:
+        """Listen on the endpoint's address, if one was asked for (the runtime entering).
 
-        Returns once it listens; raises ``OSError`` if it cannot bind. It stops, and its
-        socket closes, when the task group is cancelled (the runtime exiting).
+        Raises ``OSError`` if it cannot bind; nothing is left open then.
         """
-        if self._endpoint is None:
-            return
-        from understudy.metrics._http import serve
+        if self._endpoint is not None:
+            from understudy.metrics._http import bind
 
-        host, port = self._endpoint
-        self._address = await task_group.start(serve, self, host, port)
+            self._listener, self._address = await bind(*self._endpoint)
 
-    def closed(self) -> None:
-        """The runtime exited: forget the address; leave a shared registry as it was."""
+    def serve(self, task_group: TaskGroup) -> None:
+        """Serve the bound endpoint in ``task_group`` (the runtime's) until it is cancelled."""
+        if self._listener is not None:
+            from understudy.metrics._http import serve
+
+            task_group.start_soon(serve, self, self._listener, name="understudy metrics endpoint")
+
+    async def aclose(self) -> None:
+        """The runtime exited: close the endpoint (if its task did not already) and leave a
+        shared registry as it was."""
         self._address = None
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with anyio.CancelScope(shield=True):
+                await listener.aclose()
         if not self._own_registry:
             for source in self._sources:
                 self.registry.unregister(source)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 import msgspec
-from anyio.abc import SocketAttribute, SocketStream, TaskStatus
+from anyio.abc import Listener, SocketAttribute, SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
@@ -43,26 +43,23 @@ _REASONS = {
 }
 
 
-async def serve(
-    metrics: Metrics,
-    host: str,
-    port: int,
-    *,
-    task_status: TaskStatus[tuple[str, int]] = anyio.TASK_STATUS_IGNORED,
-) -> None:
-    """Bind ``host:port``, report the bound address, and serve until cancelled.
+async def bind(host: str, port: int) -> tuple[Listener[SocketStream], tuple[str, int]]:
+    """Listen on ``host:port``; the listener and its bound ``(host, port)``.
 
-    Binding errors (address in use, unknown host) raise before ``task_status.started``.
-    The listening socket is closed when this returns or is cancelled.
+    Raises ``OSError`` when it cannot (address in use, unknown host).
     """
     listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+    address = listener.listeners[0].extra(SocketAttribute.local_address)
+    return listener, (str(address[0]), int(address[1]))
+
+
+async def serve(metrics: Metrics, listener: Listener[SocketStream]) -> None:
+    """Serve connections until cancelled; the listening socket is closed on the way out."""
+
+    async def handle(client: SocketStream) -> None:
+        await _handle(metrics, client)
+
     async with listener:
-        address = listener.listeners[0].extra(SocketAttribute.local_address)
-        task_status.started((str(address[0]), int(address[1])))
-
-        async def handle(client: SocketStream) -> None:
-            await _handle(metrics, client)
-
         await listener.serve(handle)
 
 
@@ -148,4 +145,4 @@ def _response(
     return (head + "\r\n").encode("ascii") + (b"" if head_only else body)
 
 
-__all__ = ["IDLE_TIMEOUT", "MAX_HEAD", "serve"]
+__all__ = ["IDLE_TIMEOUT", "MAX_HEAD", "bind", "serve"]
