@@ -287,7 +287,8 @@ async def test_a_shared_registry_holds_one_running_runtime_at_a_time() -> None:
         ref = await rt.spawn(Counter, name="c")
         assert await ref.ask(Count()) == 0
         with pytest.raises(ValueError, match="Duplicated"):
-            us.Runtime(metrics_registry=registry)
+            async with us.Runtime(metrics_registry=registry):
+                pass
         _, samples = parse(rt.metrics.exposition())
         assert value(samples, "understudy_messages_total", actor="c", outcome="ok") == 1
     # the exited runtime left the registry; another one may report into it

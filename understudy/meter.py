@@ -33,7 +33,8 @@ Stamping every message with its enqueue time would cost another 13 % of the fast
 messages are stamped *by sample*: every message sent to an actor that is timed one message at
 a time (slow handlers, where the wait matters and the clock is noise), and the first message
 sent after each group closes for fast actors. ``understudy_mailbox_wait_seconds`` observes the
-stamped messages; its ``_count`` is therefore at most the number of messages handled.
+stamped messages, from the send (including any time the sender was held back by a full
+mailbox) to the handler's start; its ``_count`` is at most the number of messages handled.
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ class Runtime:
     ``async with`` with ``OSError``); False turns per-message accounting off (messages,
     handler durations and mailbox waits are then not exported). ``metrics_registry`` is
     the ``prometheus_client`` registry to report into (default: a new one per runtime);
-    a registry holds one running runtime at a time (another raises ``ValueError``).
+    a registry holds one running runtime at a time (entering another raises ``ValueError``).
     """
 
     def __init__(
@@ -96,7 +96,7 @@ class Runtime:
         if self._entered:
             raise RuntimeError("a Runtime can be entered once; make a new one")
         self._entered = True
-        await self.metrics.bind()  # OSError if the metrics endpoint cannot listen
+        await self.metrics.bind()  # ValueError: shared registry taken; OSError: cannot listen
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         self.closed = False

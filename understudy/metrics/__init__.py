@@ -113,7 +113,9 @@ class Metrics:
         self.registry: CollectorRegistry = CollectorRegistry() if registry is None else registry
         """The registry every metric of this runtime is in (scrape this one)."""
         self._collector = RuntimeCollector(self)
-        self.registry.register(self._collector)  # DuplicateTimeseries if shared with a runtime
+        if self._own_registry:
+            self.registry.register(self._collector)
+        # a shared registry gets the collector while the runtime runs (see bind and aclose)
 
     # -- the endpoint --
 
@@ -131,14 +133,23 @@ class Metrics:
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     async def bind(self) -> None:
-        """Listen on the endpoint's address, if one was asked for (the runtime entering).
+        """The runtime is entering: join a shared registry, and listen on the endpoint's
+        address if one was asked for.
 
-        Raises ``OSError`` if it cannot bind; nothing is left open then.
+        Raises ``ValueError`` if a shared registry already holds a running runtime, and
+        ``OSError`` if the endpoint cannot bind; nothing is left registered or open then.
         """
+        if not self._own_registry:
+            self.registry.register(self._collector)  # DuplicateTimeseries: a ValueError
         if self._endpoint is not None:
             from understudy.metrics._http import bind
 
-            self._listener, self._address = await bind(*self._endpoint)
+            try:
+                self._listener, self._address = await bind(*self._endpoint)
+            except BaseException:
+                if not self._own_registry:
+                    self.registry.unregister(self._collector)
+                raise
 
     def serve(self, task_group: TaskGroup) -> None:
         """Serve the bound endpoint in ``task_group`` (the runtime's) until it is cancelled."""
@@ -158,6 +169,7 @@ class Metrics:
         if not self._own_registry:
             for source in self._sources:
                 self.registry.unregister(source)
+            self._sources.clear()
             self.registry.unregister(self._collector)
 
     # -- scraping --
