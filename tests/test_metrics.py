@@ -533,16 +533,19 @@ def test_group_timing_puts_every_message_of_a_fast_group_in_the_first_bucket(
 ) -> None:
     clock = FakeClock()
     monkeypatch.setattr("understudy.meter.clock", clock)
-    meter = Meter(True)
+    meter = Meter(True, 100)
     left = meter.open()
     assert left == 1  # unknown handlers are timed one by one at first
     clock.now += 0.000002
     left = meter.tally()  # 2 µs per message: groups of 50 take about 100 µs
     assert left == 50
     clock.now += 0.0001
-    assert meter.tally() == 50
-    assert (meter.handled_fast, meter.handled_slow, meter.handled) == (51, None, 51)
-    assert meter.handled_seconds == pytest.approx(0.000102)
+    assert meter.tally() == 49  # what is left of the batch of 100
+    clock.now += 0.0001
+    assert meter.tally() == 0  # the batch is over: the actor yields
+    assert (meter.handled_fast, meter.handled_slow, meter.handled) == (100, None, 100)
+    assert meter.handled_seconds == pytest.approx(0.000202)
+    assert meter.open() == 49  # 49 messages took 100 µs: the next group is 49
 
 
 def test_a_slow_group_is_one_observation_and_timing_falls_back_to_each_message(
@@ -550,7 +553,7 @@ def test_a_slow_group_is_one_observation_and_timing_falls_back_to_each_message(
 ) -> None:
     clock = FakeClock()
     monkeypatch.setattr("understudy.meter.clock", clock)
-    meter = Meter(True)
+    meter = Meter(True, 100)
     meter.next = 10
     meter.open()
     clock.now += 2.0  # one of the ten took about two seconds
@@ -570,7 +573,7 @@ def test_a_sampled_stamp_closes_the_group_and_observes_the_wait(
 ) -> None:
     clock = FakeClock()
     monkeypatch.setattr("understudy.meter.clock", clock)
-    meter = Meter(True)
+    meter = Meter(True, 100)
     meter.next = 20
     assert meter.stamp
     stamp = meter.take_stamp()
@@ -582,15 +585,15 @@ def test_a_sampled_stamp_closes_the_group_and_observes_the_wait(
     assert (meter.wait_fast, meter.waits) == (1, 1)
     assert meter.wait_seconds == pytest.approx(0.00005)
     assert left == meter.next
+    assert meter.since == 5
 
 
-def test_a_meter_that_is_off_never_counts() -> None:
-    meter = Meter(False)
-    left = meter.open()
-    for _ in range(1000):
-        left -= 1
-        assert left  # the countdown never reaches zero
-    meter.close(left)
+def test_a_meter_that_is_off_only_paces_batches() -> None:
+    meter = Meter(False, 100)
+    assert meter.open() == 100
+    meter.close(90)  # ten handled, then a system message
+    assert meter.resume() == 90  # the batch goes on where it was
+    assert meter.tally() == 0  # and ends after 100 messages in all
     assert meter.handled == 0
     assert not meter.stamp
 

@@ -634,7 +634,7 @@ class Cell:
         self.exit_reason: ExitReason | None = None
         self.exit_error: BaseException | None = None
         # metrics: plain counters, read at scrape time by understudy.metrics
-        self.meter = Meter(system.metered)
+        self.meter = Meter(system.metered, BATCH)
         self.restarts = 0
         """Restarts of this identity; supervision counts them with meter.count_restart."""
 
@@ -765,22 +765,23 @@ class Cell:
     async def serve(self, instance: Actor) -> tuple[ExitReason, BaseException | None]:
         """The hot loop: system lane first, then user messages in batches.
 
-        Metrics: ``left`` counts down the meter's open group of messages (see
-        :mod:`understudy.meter`); the group is closed before any await that is not a handler.
+        ``budget`` counts down to the meter's next turn (:mod:`understudy.meter`): the end of
+        a timed group of messages, or of a batch of :data:`BATCH` (then ``tally`` returns 0
+        and the actor yields to the scheduler). The meter's open group is closed before any
+        other await that is not a handler.
         """
         mailbox = self.mailbox
         queue = mailbox.queue
         system = mailbox.system
         meter = self.meter
-        budget = BATCH
-        left = meter.open()
+        budget = meter.open()
         while True:
             if system:
-                meter.close(left)
+                meter.close(budget)
                 outcome = await self.system_message(instance, system.pop(0))
                 if outcome is not None:
                     return outcome
-                left = meter.open()
+                budget = meter.resume()
             elif queue:
                 envelope = queue.popleft()
                 if mailbox.senders:
@@ -788,36 +789,32 @@ class Cell:
                 self.current = envelope
                 msg, handler, reply, _, stamp = envelope
                 if stamp:
-                    left = meter.waited(stamp, left)
+                    budget = meter.waited(stamp, budget)
                 try:
                     result = await handler(instance, msg)
                 except Exception as exc:
-                    meter.close(left - 1)
+                    meter.close(budget - 1)
                     meter.errors += 1
                     self.crashed(envelope, exc)
                     return "failed", exc
                 except BaseException:
-                    meter.close(left)
+                    meter.close(budget)
                     if reply is not None:
                         reply.fail(Killed(f"actor {self.label!r} was stopped while handling it"))
                     raise
                 if reply is not None:
                     reply.value = result
                     reply.event.set()
-                left -= 1
-                if not left:
-                    left = meter.tally()
                 budget -= 1
                 if not budget:
-                    budget = BATCH
-                    meter.close(left)
-                    await anyio.lowlevel.checkpoint()
-                    left = meter.open()
+                    budget = meter.tally()
+                    if not budget:
+                        await anyio.lowlevel.checkpoint()
+                        budget = meter.open()
             else:
-                budget = BATCH
-                meter.close(left)
+                meter.close(budget)
                 await mailbox.wait()
-                left = meter.open()
+                budget = meter.open()
 
     def crashed(self, envelope: Envelope, exc: Exception) -> None:
         exc.add_note(f"raised in a handler of actor {self.label!r}")

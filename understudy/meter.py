@@ -76,9 +76,6 @@ GROUP_SECONDS = 0.0001
 MAX_GROUP = 64
 """Most messages timed as one group."""
 
-NEVER = -1
-"""Group size handed out when metrics are off: the actor's countdown never reaches zero."""
-
 
 def bucket_index(seconds: float) -> int:
     """Index of the bucket ``seconds`` falls in (``len(BUCKETS)`` for ``+Inf``)."""
@@ -88,10 +85,15 @@ def bucket_index(seconds: float) -> int:
 class Meter:
     """One actor identity's counters (it outlives restarts, like the cell).
 
-    The actor loop calls :meth:`open` when it starts handling a run of messages, counts down
-    the group size it gets back, calls :meth:`tally` when the countdown reaches zero and
-    :meth:`close` before it awaits anything but a handler. ``stamp`` tells senders to stamp
-    the next message with its enqueue time (:meth:`take_stamp`).
+    The meter also paces the actor's batches, so that its loop keeps one countdown per
+    message, as it would without metrics: :meth:`open` (a batch starts) and :meth:`resume`
+    (handling resumes after a system message) return how many messages to handle until the
+    meter's next turn; :meth:`tally` is that turn (a group ends) and returns the next
+    countdown, or 0 when the batch of ``batch`` messages is over and the actor should yield.
+    :meth:`close` records a group cut short before the actor awaits anything but a handler.
+    With metrics off the countdowns are whole batches and nothing reads the clock.
+    ``stamp`` tells senders to stamp the next message with its enqueue time
+    (:meth:`take_stamp`).
 
     Histograms are kept as plain bucket counts: ``*_fast`` for the first bucket (the common
     case), ``*_slow`` (made on first use) for the others, non-cumulative.
@@ -99,6 +101,7 @@ class Meter:
 
     __slots__ = (
         "ask_timeouts",
+        "batch",
         "errors",
         "handled_fast",
         "handled_seconds",
@@ -108,6 +111,7 @@ class Meter:
         "on",
         "rejected",
         "restarts",
+        "since",
         "size",
         "stamp",
         "wait_fast",
@@ -115,9 +119,11 @@ class Meter:
         "wait_slow",
     )
 
-    def __init__(self, on: bool) -> None:
+    def __init__(self, on: bool, batch: int) -> None:
         self.on = on
         """Whether per-message accounting is on (``Runtime(metrics=False)`` turns it off)."""
+        self.batch = batch
+        self.since = 0  # messages handled in this batch, before the open group
         self.stamp = on
         self.mark = 0.0
         self.size = 0  # messages in the open group (0: closed)
@@ -152,34 +158,47 @@ class Meter:
     # -- the actor loop's side --
 
     def open(self) -> int:
-        """Start a group now; return how many messages to count down (never 0 when off)."""
-        if not self.on:
-            return NEVER
-        self.mark = clock()
-        self.size = size = self.next
-        return size
+        """A batch starts now: open a group; the countdown to the next :meth:`tally`."""
+        self.since = 0
+        return self._group(clock() if self.on else 0.0)
+
+    def resume(self) -> int:
+        """Handling resumes now, within the batch: open a group; the countdown."""
+        return self._group(clock() if self.on else 0.0)
 
     def tally(self) -> int:
-        """The open group's countdown reached zero: record it and open the next one."""
+        """The countdown reached zero: record the group; the next countdown, or 0 when the
+        batch is over (the actor yields, then calls :meth:`open`)."""
+        size = self.size
+        self.since += size
+        if not self.on:
+            self.size = 0
+            return 0  # off: a countdown is always the rest of the batch
         now = clock()
-        self._record(self.size, now - self.mark)
-        self.mark = now
-        self.size = size = self.next
-        return size
+        self._record(size, now - self.mark)
+        if self.since >= self.batch:
+            self.size = 0
+            return 0
+        return self._group(now)
 
     def close(self, left: int) -> None:
-        """Record the ``size - left`` messages of the open group and close it."""
-        if self.size:
-            handled = self.size - left
-            if handled > 0:
+        """Record the ``size - left`` handled messages of the open group and close it."""
+        size = self.size
+        if size:
+            handled = size - left
+            self.since += handled
+            if handled > 0 and self.on:
                 self._record(handled, clock() - self.mark)
             self.size = 0
 
     def waited(self, stamp: float, left: int) -> int:
         """A stamped message is about to be handled: close the open group, observe how long
-        the message waited, and open a new group starting now."""
-        self.close(left)
+        the message waited, and open a new group starting now; the countdown."""
         now = clock()
+        handled = self.size - left
+        if handled > 0:
+            self.since += handled
+            self._record(handled, now - self.mark)
         waited = now - stamp
         if waited <= FIRST:
             self.wait_fast += 1
@@ -188,8 +207,13 @@ class Meter:
                 self.wait_slow = [0] * len(BUCKETS)
             self.wait_slow[bucket_index(waited) - 1] += 1
         self.wait_seconds += waited
+        return self._group(now)
+
+    def _group(self, now: float) -> int:
         self.mark = now
-        self.size = size = self.next
+        room = self.batch - self.since
+        size = self.next if self.on and self.next < room else room
+        self.size = size
         return size
 
     def _record(self, handled: int, seconds: float) -> None:
