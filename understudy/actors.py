@@ -636,7 +636,7 @@ class Cell:
         # metrics: plain counters, read at scrape time by understudy.metrics
         self.meter = Meter(system.metered, BATCH)
         self.restarts = 0
-        """Restarts of this identity; supervision counts them with meter.count_restart."""
+        """Restarts of this identity: supervision calls understudy.meter.count_restart."""
 
     # -- sending (slow paths; the fast path is inlined in Ref.tell/ask) --
 
