@@ -98,6 +98,14 @@ class Parent(us.Actor):
         pass
 
 
+class Flaky(us.Actor):
+    async def boom(self, msg: Boom) -> None:
+        raise RuntimeError("induced crash")
+
+    async def count(self, msg: Count) -> int:
+        return 0
+
+
 class Sleeper(us.Actor):
     async def inc(self, msg: Inc) -> None:
         await anyio.sleep(0.005)
@@ -186,6 +194,37 @@ async def known_workload(rt: us.Runtime) -> anyio.Event:
     with pytest.raises(TimeoutError):
         await slow.ask(Count(), timeout=0.01)
     return gate
+
+
+async def supervised_workload(rt: us.Runtime) -> None:
+    """root -> inner (gives up after its 2nd restart in a minute) -> flaky (backs off 1 ms).
+
+    flaky crashes twice: the first is a restart after a backoff, the second makes inner give
+    up, and root restarts inner (which starts a new flaky)."""
+    with rt.events.subscribe(us.ChildRestarted) as restarted:
+        await rt.start(
+            us.Supervisor(
+                name="root",
+                strategy=us.OneForOne(max_restarts=3, within=60),
+                children=[
+                    us.Supervisor(
+                        name="inner",
+                        strategy=us.OneForOne(max_restarts=1, within=60),
+                        children=[
+                            us.Child(
+                                Flaky, name="flaky", backoff=us.Backoff(0.001, 0.001, jitter=0)
+                            )
+                        ],
+                    )
+                ],
+            )
+        )
+        for restarts in ("flaky", "inner"):
+            await rt.ref("flaky").tell(Boom())
+            async for event in restarted:
+                if event.actor == restarts:
+                    break
+        assert await rt.ref("flaky").ask(Count()) == 0
 
 
 # -------------------------------------------------------------------------------- tests
@@ -377,6 +416,50 @@ async def test_a_slow_handler_lands_in_its_own_bucket() -> None:
     assert value(samples, bucket, actor="sleeper", le="+Inf") == 4
     assert value(samples, bucket, actor="sleeper", le="0.001") <= 1  # each Inc slept 5 ms
     assert value(samples, "understudy_handler_duration_seconds_sum", actor="sleeper") >= 0.015
+
+
+async def test_supervision_counts_restarts_give_ups_and_backoff_waits() -> None:
+    async with us.Runtime() as rt:
+        await supervised_workload(rt)
+        _, samples = parse(rt.metrics.exposition())
+        tree = rt.tree()
+    assert value(samples, "understudy_restarts_total", actor="flaky", reason="failed") == 1
+    assert value(samples, "understudy_restarts_total", actor="inner", reason="failed") == 1
+    assert label_values(samples, "understudy_restarts_total", "actor") == {"flaky", "inner"}
+    give_ups = "understudy_supervisor_give_ups_total"
+    assert value(samples, give_ups, actor="inner") == 1
+    assert value(samples, give_ups, actor="root") == 0
+    assert label_values(samples, give_ups, "actor") == {"inner", "root"}
+    backoff = "understudy_backoff_wait_seconds"
+    assert value(samples, backoff + "_count", actor="flaky") == 1
+    assert value(samples, backoff + "_bucket", actor="flaky", le="0.001") == 1
+    assert value(samples, backoff + "_sum", actor="flaky") == pytest.approx(0.001)
+    assert value(samples, "understudy_messages_total", actor="flaky", outcome="error") == 2
+    terminated = "understudy_actors_terminated_total"
+    assert value(samples, terminated, actor="flaky", reason="shutdown") == 1  # inner gave up
+    assert value(samples, "understudy_actors", actor="flaky", state="running") == 1
+    [root] = tree
+    [inner] = root.children
+    [flaky] = inner.children
+    assert (root.name, inner.name, flaky.name) == ("root", "inner", "flaky")
+    assert (inner.restarts, flaky.restarts, flaky.state) == (1, 0, "running")
+
+
+async def test_an_actor_waiting_out_a_backoff_is_backing_off() -> None:
+    async with us.Runtime() as rt:
+        with rt.events.subscribe(us.ChildBackoff) as backoffs:
+            await rt.start(
+                us.Supervisor(children=[us.Child(Flaky, name="flaky", backoff=us.Backoff(60, 60))])
+            )
+            await rt.ref("flaky").tell(Boom())
+            async for _ in backoffs:
+                break
+        [root] = rt.tree()
+        _, samples = parse(rt.metrics.exposition())
+    assert root.children[0].state == "backing_off"
+    assert value(samples, "understudy_actors", actor="flaky", state="backing_off") == 1
+    assert value(samples, "understudy_backoff_wait_seconds_count", actor="flaky") == 1
+    assert value(samples, "understudy_backoff_wait_seconds_bucket", actor="flaky", le="30.0") == 0
 
 
 async def test_restarts_counted_by_supervision_are_exported_by_reason() -> None:
@@ -617,7 +700,7 @@ async def full_scrape() -> tuple[dict[str, Metric], Samples]:
     """A scrape in which every exported family has samples."""
     async with us.Runtime(metrics=("127.0.0.1", 0)) as rt:
         gate = await known_workload(rt)
-        count_restart(rt.ref("counter")._cell, "failed")
+        await supervised_workload(rt)
         text = await scrape(rt)
         gate.set()
     return parse(text)

@@ -101,8 +101,12 @@ class Meter:
 
     __slots__ = (
         "ask_timeouts",
+        "backoff_seconds",
+        "backoff_until",
+        "backoff_waits",
         "batch",
         "errors",
+        "give_ups",
         "handled_fast",
         "handled_seconds",
         "handled_slow",
@@ -142,6 +146,13 @@ class Meter:
         """Asks to this actor whose caller's timeout ran out before the reply."""
         self.restarts: dict[str, int] | None = None
         """Restarts by reason (kept by :func:`count_restart`)."""
+        self.give_ups: int | None = None
+        """Times this supervisor gave up (None: not a supervisor; see :func:`count_give_up`)."""
+        self.backoff_waits: list[int] | None = None
+        """Backoff delays before restarts, by bucket including the first and ``+Inf``."""
+        self.backoff_seconds = 0.0
+        self.backoff_until = 0.0
+        """When the current backoff ends (``clock()`` time); the actor is backing off until."""
 
     @property
     def handled(self) -> int:
@@ -241,6 +252,28 @@ class Meter:
         return clock()
 
 
+def mark_supervisor(cell: Cell) -> None:
+    """``cell`` runs a supervisor: export its give-ups (from 0, so the first one shows up
+    in ``increase()``). Never blocks."""
+    if cell.meter.give_ups is None:
+        cell.meter.give_ups = 0
+
+
+def count_give_up(cell: Cell) -> None:
+    """The supervisor ``cell`` exceeded its restart intensity and gave up. Never blocks."""
+    cell.meter.give_ups = (cell.meter.give_ups or 0) + 1
+
+
+def count_backoff(cell: Cell, delay: float) -> None:
+    """``cell`` will wait ``delay`` seconds, backing off, before its restart. Never blocks."""
+    meter = cell.meter
+    if meter.backoff_waits is None:
+        meter.backoff_waits = [0] * (len(BUCKETS) + 1)
+    meter.backoff_waits[bucket_index(delay)] += 1
+    meter.backoff_seconds += delay
+    meter.backoff_until = clock() + delay
+
+
 def count_restart(cell: Cell, reason: str) -> None:
     """Count one restart of an actor identity, by why its previous instance ended.
 
@@ -257,4 +290,14 @@ def count_restart(cell: Cell, reason: str) -> None:
         restarts[reason] = restarts.get(reason, 0) + 1
 
 
-__all__ = ["BUCKETS", "MAX_GROUP", "Meter", "bucket_index", "clock", "count_restart"]
+__all__ = [
+    "BUCKETS",
+    "MAX_GROUP",
+    "Meter",
+    "bucket_index",
+    "clock",
+    "count_backoff",
+    "count_give_up",
+    "count_restart",
+    "mark_supervisor",
+]

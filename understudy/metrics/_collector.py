@@ -14,7 +14,7 @@ from prometheus_client.core import (
 )
 
 from understudy.events import DEAD_LETTER_REASONS
-from understudy.meter import BUCKETS, Meter
+from understudy.meter import BUCKETS, Meter, clock
 
 if TYPE_CHECKING:
     from understudy.actors import Cell
@@ -34,12 +34,12 @@ def label_of(cell: Cell) -> str:
 
 
 def state_of(cell: Cell) -> str:
-    """An actor identity's state: ``running``, ``restarting`` (between two instances) or
-    ``stopped``. The single place later layers extend (e.g. ``backing_off``)."""
+    """An actor identity's state: ``running``, ``backing_off`` (waiting out a supervisor's
+    backoff before its restart), ``restarting`` (between two instances) or ``stopped``."""
     if cell.terminated:
         return "stopped"
     if cell.instance is None:
-        return "restarting"
+        return "backing_off" if cell.meter.backoff_until > clock() else "restarting"
     return "running"
 
 
@@ -83,10 +83,13 @@ class Totals:
 
     __slots__ = (
         "ask_timeouts",
+        "backoff_seconds",
+        "backoff_waits",
         "capacity",
         "depth",
         "errors",
         "fill",
+        "give_ups",
         "handled_fast",
         "handled_seconds",
         "handled_slow",
@@ -111,6 +114,9 @@ class Totals:
         self.ask_timeouts = 0
         self.restarts: dict[str, int] = {}
         self.terminated: dict[str, int] = {}
+        self.give_ups: int | None = None
+        self.backoff_waits: list[int] | None = None
+        self.backoff_seconds = 0.0
         self.depth = 0
         self.capacity = 0
         self.fill = 0.0
@@ -131,6 +137,11 @@ class Totals:
         if meter.restarts:
             for reason, n in meter.restarts.items():
                 self.restarts[reason] = self.restarts.get(reason, 0) + n
+        if meter.give_ups is not None:
+            self.give_ups = (self.give_ups or 0) + meter.give_ups
+        if meter.backoff_waits is not None:
+            self.backoff_waits = _add_buckets(self.backoff_waits, meter.backoff_waits)
+            self.backoff_seconds += meter.backoff_seconds
 
     def add_counters(self, other: Totals) -> None:
         self.handled_fast += other.handled_fast
@@ -146,6 +157,10 @@ class Totals:
             self.restarts[reason] = self.restarts.get(reason, 0) + n
         for reason, n in other.terminated.items():
             self.terminated[reason] = self.terminated.get(reason, 0) + n
+        if other.give_ups is not None:
+            self.give_ups = (self.give_ups or 0) + other.give_ups
+        self.backoff_waits = _add_buckets(self.backoff_waits, other.backoff_waits)
+        self.backoff_seconds += other.backoff_seconds
 
 
 def _histogram(fast: int, slow: list[int] | None) -> tuple[list[tuple[str, float]], int]:
@@ -265,6 +280,16 @@ class RuntimeCollector:
             "Asks whose caller's timeout ran out before the reply.",
             labels=["actor"],
         )
+        give_ups = CounterMetricFamily(
+            "understudy_supervisor_give_ups",
+            "Times a supervisor exceeded its restart intensity, stopped its children and failed.",
+            labels=["actor"],
+        )
+        backoff = HistogramMetricFamily(
+            "understudy_backoff_wait_seconds",
+            "Backoff delays a supervisor made an actor wait before restarting it.",
+            labels=["actor"],
+        )
         for label in sorted(totals):
             t = totals[label]
             for state, n in sorted(t.states.items()):
@@ -286,6 +311,11 @@ class RuntimeCollector:
             for reason, n in sorted(t.terminated.items()):
                 terminated.add_metric([label, reason], n)
             ask_timeouts.add_metric([label], t.ask_timeouts)
+            if t.give_ups is not None:
+                give_ups.add_metric([label], t.give_ups)
+            if t.backoff_waits is not None:
+                buckets, _ = _histogram(t.backoff_waits[0], t.backoff_waits[1:])
+                backoff.add_metric([label], buckets, t.backoff_seconds)
         yield actors
         yield messages
         if on or describe:
@@ -297,6 +327,8 @@ class RuntimeCollector:
         yield restarts
         yield terminated
         yield ask_timeouts
+        yield give_ups
+        yield backoff
 
         dead = CounterMetricFamily(
             "understudy_dead_letters",
