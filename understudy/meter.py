@@ -13,9 +13,11 @@ message with its enqueue time, cost 13 % each in the tell benchmark, more than t
 layer may add. So the clock is read once per *group* of messages handled back to back rather
 than once per message:
 
-* Handlers that took 50 µs or more on average are timed one by one (the clock is then noise).
+* Handlers that took about 70 µs or more on average are timed one by one (the clock is then
+  noise).
 * Faster handlers are timed in groups whose expected total is about 100 µs (at most
-  :data:`MAX_GROUP` messages). A group that took under 1 ms, the first bucket's bound, puts
+  :data:`MAX_GROUP` messages, never across a batch). A group that took at most 1 ms, the
+  first bucket's bound, puts
   every one of its messages in that bucket, which is exact: none of them can have taken
   longer than the whole group. A group that took longer (a usually fast handler was slow) is
   recorded as one observation of the group's total and the rest at "1 ms or less", and
