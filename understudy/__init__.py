@@ -27,6 +27,7 @@ from understudy.events import (
 )
 from understudy.mailbox import DEFAULT_CAPACITY, Overflow
 from understudy.messages import ExitReason, Message, Request, Terminated, decode
+from understudy.metrics import ActorInfo
 from understudy.runtime import Runtime, run
 from understudy.supervision import (
     Backoff,
@@ -68,6 +69,7 @@ __all__ = [
     "SupervisorRef",
     "Actor",
     "ActorFailed",
+    "ActorInfo",
     "ActorStarted",
     "ActorStopped",
     "ActorTerminated",

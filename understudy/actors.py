@@ -39,6 +39,7 @@ from understudy.events import (
 )
 from understudy.mailbox import Mailbox, Overflow, check_capacity, check_overflow
 from understudy.messages import ExitReason, Message, Request, Terminated, check_message_type
+from understudy.meter import Meter
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup, TaskStatus
@@ -49,9 +50,12 @@ R = TypeVar("R")
 A = TypeVar("A", bound="Actor")
 
 Handler = Callable[[Any, Any], Awaitable[Any]]
-Envelope = tuple[Message, Handler, "Reply | None", int]
-"""What a mailbox holds: (message, its handler, the asker's reply slot or None, correlation id).
+Envelope = tuple[Message, Handler, "Reply | None", int, float]
+"""What a mailbox holds: (message, its handler, the asker's reply slot or None, correlation id,
+enqueue time or 0.0 when the message was not stamped — see :mod:`understudy.meter`).
 A plain tuple: the cheapest thing to build and unpack on the hot path."""
+Idle = tuple[None, None, None, int, float]
+"""``Cell.current`` outside a user message: only the correlation id is meaningful."""
 
 BATCH = 100
 """Messages an actor handles back to back before it yields to the scheduler, so one busy
@@ -78,6 +82,7 @@ class ActorSystem(Protocol):
     clock: Callable[[], float]
     closed: bool
     shutting_down: bool
+    metered: bool
 
     @property
     def task_group(self) -> TaskGroup: ...
@@ -319,7 +324,7 @@ class Ref:
             handler = resolve_handler(cell.actor_class, msg, cell.label)
         current = _current.get()
         corr = current.current[3] if current is not None else next(cell.system.correlation_ids)
-        envelope = (msg, handler, None, corr)
+        envelope = (msg, handler, None, corr, cell.meter.take_stamp() if cell.meter.stamp else 0.0)
         if not (cell.accepting and cell.mailbox.put_nowait(envelope)):
             await cell.deliver(envelope)
 
@@ -340,7 +345,7 @@ class Ref:
         current = _current.get()
         corr = current.current[3] if current is not None else next(cell.system.correlation_ids)
         reply = Reply()
-        envelope = (msg, handler, reply, corr)
+        envelope = (msg, handler, reply, corr, cell.meter.take_stamp() if cell.meter.stamp else 0.0)
         if timeout is None:
             if not (cell.accepting and cell.mailbox.put_nowait(envelope)):
                 await cell.deliver(envelope)
@@ -352,6 +357,7 @@ class Ref:
                     await cell.deliver(envelope)
                 await reply.event.wait()
             if scope.cancelled_caught:
+                cell.meter.ask_timeouts += 1
                 raise TimeoutError(
                     f"ask({type(msg).__qualname__}) to actor {cell.label!r} got no reply "
                     f"within {timeout} s"
@@ -405,7 +411,8 @@ class Timer:
                 return
             while True:
                 tick = corr if corr is not None else next(cell.system.correlation_ids)
-                envelope: Envelope = (msg, handler, None, tick)
+                stamp = cell.meter.take_stamp() if cell.meter.stamp else 0.0
+                envelope: Envelope = (msg, handler, None, tick, stamp)
                 if not (cell.accepting and cell.mailbox.put_nowait(envelope)):
                     # A full mailbox under `fail`: the tick is a dead letter, not a crash.
                     with contextlib.suppress(MailboxFull):
@@ -611,6 +618,7 @@ class Cell:
         "label",
         "linked",
         "mailbox",
+        "meter",
         "name",
         "parent",
         "ref",
@@ -652,7 +660,7 @@ class Cell:
         self.ref = Ref(self)
         self.accepting = True
         self.terminated = False
-        self.current: Envelope | tuple[None, None, None, int] = (None, None, None, 0)
+        self.current: Envelope | Idle = (None, None, None, 0, 0.0)
         self.instance: Actor | None = None
         self.ctx: Context | None = None
         self.scope: anyio.CancelScope | None = None
@@ -663,11 +671,14 @@ class Cell:
         self.generation = 0
         """Instances started so far; a supervisor's note about an older one is stale."""
         self.restarts = 0
+        """Restarts of this identity: supervision calls understudy.meter.count_restart."""
         self.stopping = False
         self.instance_done: anyio.Event | None = None
         self.done: anyio.Event | None = None
         self.exit_reason: ExitReason | None = None
         self.exit_error: BaseException | None = None
+        # metrics: plain counters, read at scrape time by understudy.metrics
+        self.meter = Meter(system.metered, BATCH)
 
     # -- sending (slow paths; the fast path is inlined in Ref.tell/ask) --
 
@@ -701,7 +712,9 @@ class Cell:
                 self.dead_letter(mailbox.evict_oldest(), "dropped")
 
     def dead_letter(self, envelope: Envelope, reason: str) -> None:
-        msg, _, reply, corr = envelope
+        msg, _, reply, corr, _ = envelope
+        if reason == "mailbox_full" or reason == "dropped":
+            self.meter.rejected += 1
         if reply is not None:
             if reason == "dropped":
                 reply.fail(
@@ -753,7 +766,7 @@ class Cell:
                 self.scope = scope
                 self.generation += 1
                 self.stopping = False
-                self.current = (None, None, None, next(self.system.correlation_ids))
+                self.current = (None, None, None, next(self.system.correlation_ids), 0.0)
                 self.ctx = instance.ctx = Context(self)
                 state_type = self.actor_class.State
                 instance.state = state_type() if state_type is not None else None
@@ -804,28 +817,42 @@ class Cell:
                 self.instance_ended(reason, error)
 
     async def serve(self, instance: Actor) -> tuple[ExitReason, BaseException | None]:
-        """The hot loop: system lane first, then user messages in batches."""
+        """The hot loop: system lane first, then user messages in batches.
+
+        ``budget`` counts down to the meter's next turn (:mod:`understudy.meter`): the end of
+        a timed group of messages, or of a batch of :data:`BATCH` (then ``tally`` returns 0
+        and the actor yields to the scheduler). The meter's open group is closed before any
+        other await that is not a handler.
+        """
         mailbox = self.mailbox
         queue = mailbox.queue
         system = mailbox.system
-        budget = BATCH
+        meter = self.meter
+        budget = meter.open()
         while True:
             if system:
+                meter.close(budget)
                 outcome = await self.system_message(instance, system.pop(0))
                 if outcome is not None:
                     return outcome
+                budget = meter.resume()
             elif queue:
                 envelope = queue.popleft()
                 if mailbox.senders:
                     mailbox.wake_sender()
                 self.current = envelope
-                msg, handler, reply, _ = envelope
+                msg, handler, reply, _, stamp = envelope
+                if stamp:
+                    budget = meter.waited(stamp, budget)
                 try:
                     result = await handler(instance, msg)
                 except Exception as exc:
+                    meter.close(budget - 1)
+                    meter.errors += 1
                     self.crashed(envelope, exc)
                     return "failed", exc
                 except BaseException:
+                    meter.close(budget)
                     if reply is not None:
                         reply.fail(Killed(f"actor {self.label!r} was stopped while handling it"))
                     raise
@@ -834,11 +861,14 @@ class Cell:
                     reply.event.set()
                 budget -= 1
                 if not budget:
-                    budget = BATCH
-                    await anyio.lowlevel.checkpoint()
+                    budget = meter.tally()
+                    if not budget:
+                        await anyio.lowlevel.checkpoint()
+                        budget = meter.open()
             else:
-                budget = BATCH
+                meter.close(budget)
                 await mailbox.wait()
+                budget = meter.open()
 
     def crashed(self, envelope: Envelope, exc: Exception) -> None:
         exc.add_note(f"raised in a handler of actor {self.label!r}")
@@ -863,7 +893,7 @@ class Cell:
             note: Terminated = item[1]
             handler = self.handlers.get(Terminated)
             if handler is not None:
-                self.current = (None, None, None, next(self.system.correlation_ids))
+                self.current = (None, None, None, next(self.system.correlation_ids), 0.0)
                 try:
                     await handler(instance, note)
                 except Exception as exc:

@@ -24,6 +24,7 @@ from typing import Any, Literal, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
+from prometheus_client import CollectorRegistry
 
 from understudy.actors import (
     DEFAULT_SHUTDOWN,
@@ -38,6 +39,7 @@ from understudy.errors import NameTaken, RuntimeClosed, UnknownActor
 from understudy.events import DeadLetters, EventStream
 from understudy.mailbox import DEFAULT_CAPACITY, Overflow, check_capacity
 from understudy.messages import ExitReason
+from understudy.metrics import ActorInfo, Metrics, check_endpoint
 from understudy.supervision import Supervisor, SupervisorActor, SupervisorRef, _TerminateChild
 
 T = TypeVar("T")
@@ -51,6 +53,14 @@ class Runtime:
     inspection (all are counted); ``clock`` is a zero-argument function returning monotonic
     seconds, read by restart intensity windows and backoff resets (default: the event loop's
     clock, ``anyio.current_time``, so trio's ``MockClock`` drives it in tests).
+
+    ``metrics``: True (default) keeps per-message counters for :attr:`metrics`; a
+    ``(host, port)`` tuple also serves ``/metrics`` and ``/tree`` over HTTP there while the
+    runtime runs (port 0 picks a free port, see ``rt.metrics.address``; binding fails
+    ``async with`` with ``OSError``); False turns per-message accounting off (messages,
+    handler durations and mailbox waits are then not exported). ``metrics_registry`` is
+    the ``prometheus_client`` registry to report into (default: a new one per runtime);
+    a registry holds one running runtime at a time (entering another raises ``ValueError``).
     """
 
     def __init__(
@@ -59,6 +69,8 @@ class Runtime:
         mailbox_capacity: int = DEFAULT_CAPACITY,
         dead_letter_capacity: int = 1000,
         clock: Callable[[], float] | None = None,
+        metrics: bool | tuple[str, int] = True,
+        metrics_registry: CollectorRegistry | None = None,
     ) -> None:
         if clock is not None and not callable(clock):
             raise TypeError(f"Runtime(clock=) must be a function returning seconds, not {clock!r}")
@@ -83,6 +95,16 @@ class Runtime:
         self._fatal: BaseException | None = None
         self._fatal_reported = False
         self._waiters = 0
+        # metrics: per-cell counters on unless metrics=False; the registry and collector
+        self.metered = metrics is not False
+        self.metrics = Metrics(
+            dead_letters=self.dead_letters,
+            events=self.events,
+            on=self.metered,
+            endpoint=check_endpoint(metrics),
+            registry=metrics_registry,
+        )
+        """This runtime's Prometheus metrics, endpoint and ASGI app."""
 
     # -- lifecycle --
 
@@ -90,6 +112,7 @@ class Runtime:
         if self._entered:
             raise RuntimeError("a Runtime can be entered once; make a new one")
         self._entered = True
+        await self.metrics.bind()  # ValueError: shared registry taken; OSError: cannot listen
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         # The body of `async with` runs in this scope: a root supervisor giving up cancels it.
@@ -97,6 +120,7 @@ class Runtime:
         self._host_scope.__enter__()
         self._roots_done = anyio.Event()
         self.closed = False
+        self.metrics.serve(self._task_group)
         return self
 
     async def __aexit__(
@@ -123,7 +147,10 @@ class Runtime:
                 self._roots_done.set()
             # Actor tasks never raise into the group, so the body's own exception (if any)
             # propagates as it is instead of wrapped in an ExceptionGroup.
-            await task_group.__aexit__(None, None, None)
+            try:
+                await task_group.__aexit__(None, None, None)
+            finally:
+                await self.metrics.aclose()
         if self._fatal is not None and not self._fatal_reported and exc_type is None:
             raise self._fatal
         return None
@@ -155,9 +182,11 @@ class Runtime:
             self._names[cell.name] = cell
         if cell.parent is None:
             self._top[cell.id] = cell
+        self.metrics.track(cell)
 
     def unregister(self, cell: Cell) -> None:
         """Free the cell's name (internal)."""
+        self.metrics.retire(cell)
         if cell.name is not None and self._names.get(cell.name) is cell:
             del self._names[cell.name]
         if cell.parent is None:
@@ -275,6 +304,11 @@ class Runtime:
             await supervisor.ctx.self_ref.ask(_TerminateChild(cell.label))
             return
         await cell.stop("shutdown", cell.shutdown if timeout is None else timeout)
+
+    def tree(self) -> list[ActorInfo]:
+        """The live actors as typed trees (:class:`~understudy.ActorInfo`), top-level actors
+        in spawn order with their children nested. A snapshot; never blocks."""
+        return self.metrics.tree()
 
     def __contains__(self, name: object) -> bool:
         return name in self._names
