@@ -44,7 +44,7 @@ class Metric:
     def show_target(self) -> str:
         if self.target is None:
             return "—"
-        return f"{'≥' if self.higher_is_better else '≤'} {self.target:.1f}{TIMES}"
+        return f"{'≥' if self.higher_is_better else '≤'} {self.target:g}{TIMES}"
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import ask, fan_in, spawn, tell
+from bench import ask, fan_in, spawn, supervision, tell
 from bench.harness import Benchmark
 
 BENCHMARKS: list[Benchmark] = [
@@ -10,4 +10,6 @@ BENCHMARKS: list[Benchmark] = [
     fan_in.BENCHMARK,
     ask.BENCHMARK,
     spawn.BENCHMARK,
+    supervision.RESTART,
+    supervision.SUPERVISED_TELL,
 ]
