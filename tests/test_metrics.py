@@ -67,8 +67,19 @@ class Counter(us.Actor):
         return self.n
 
 
+class BoomRequest(us.Request[None], frozen=True):
+    pass
+
+
+class Nap(us.Request[None], frozen=True):
+    pass
+
+
 class Crasher(us.Actor):
     async def boom(self, msg: Boom) -> None:
+        raise RuntimeError("induced crash")
+
+    async def boom_request(self, msg: BoomRequest) -> None:
         raise RuntimeError("induced crash")
 
 
@@ -109,6 +120,9 @@ class Flaky(us.Actor):
 class Sleeper(us.Actor):
     async def inc(self, msg: Inc) -> None:
         await anyio.sleep(0.005)
+
+    async def nap(self, msg: Nap) -> None:
+        await anyio.sleep(10)
 
     async def count(self, msg: Count) -> int:
         return 0
@@ -696,11 +710,26 @@ def documented() -> dict[str, tuple[str, frozenset[str], str]]:
     return table
 
 
+async def resilience_workload(rt: us.Runtime) -> None:
+    """A breaker opened by one crash and refusing a tell; a handler cut by its timeout."""
+    breaker = us.Breaker(failures=1, reset_after=60)
+    await rt.start(us.Supervisor(children=[us.Child(Crasher, name="fragile", breaker=breaker)]))
+    fragile = rt.ref("fragile")
+    with pytest.raises(RuntimeError):
+        await fragile.ask(BoomRequest())
+    with pytest.raises(us.CircuitOpen):
+        await fragile.tell(Boom())
+    hung = await rt.spawn(Sleeper, name="hung", timeout=0.001)
+    with pytest.raises(us.HandlerTimeout):
+        await hung.ask(Nap())
+
+
 async def full_scrape() -> tuple[dict[str, Metric], Samples]:
     """A scrape in which every exported family has samples."""
     async with us.Runtime(metrics=("127.0.0.1", 0)) as rt:
         gate = await known_workload(rt)
         await supervised_workload(rt)
+        await resilience_workload(rt)
         text = await scrape(rt)
         gate.set()
     return parse(text)

@@ -4,14 +4,23 @@ The public API is re-exported here; import it as ``import understudy as us``.
 """
 
 from understudy.actors import Actor, Context, Ref, Timer
+from understudy.breaker import Breaker, BreakerInfo, BreakerState, BreakerStateChanged
+from understudy.budgets import Budget, BudgetExhausted, Reservation, Usage
 from understudy.errors import (
     ActorStopped,
+    BudgetExceeded,
     ChildFailed,
+    CircuitOpen,
+    DeadlineExceeded,
+    HandlerTimeout,
+    IdleTimeout,
     Killed,
     MailboxFull,
     NameTaken,
+    QueueTimeout,
     RestartIntensityExceeded,
     RuntimeClosed,
+    TimedOut,
     UnderstudyError,
     UnknownActor,
 )
@@ -51,6 +60,21 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_CAPACITY",
+    "Breaker",
+    "BreakerInfo",
+    "BreakerState",
+    "BreakerStateChanged",
+    "Budget",
+    "BudgetExceeded",
+    "BudgetExhausted",
+    "CircuitOpen",
+    "DeadlineExceeded",
+    "HandlerTimeout",
+    "IdleTimeout",
+    "QueueTimeout",
+    "Reservation",
+    "TimedOut",
+    "Usage",
     "Backoff",
     "Child",
     "ChildBackoff",

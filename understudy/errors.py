@@ -76,7 +76,101 @@ class RestartIntensityExceeded(UnderstudyError):
         self.__cause__ = last_error
 
 
+# ------------------------------------------------------------------ resilience (issue 5)
+
+
+class CircuitOpen(UnderstudyError):
+    """A circuit breaker refused the call at once: it is open (its target failed
+    ``failures`` times in a row), or half-open with all its trial calls in flight.
+
+    Nothing was enqueued or run; a message refused this way is a dead letter with reason
+    ``circuit_open``. ``breaker`` names the breaker (the actor's name for an actor's breaker);
+    ``retry_after`` is how many seconds remain until the breaker lets a trial call through
+    (0.0 when it is half-open and only waits for a trial to finish).
+    """
+
+    def __init__(self, breaker: str, retry_after: float) -> None:
+        super().__init__(
+            f"circuit breaker {breaker!r} is open: call refused; next trial in {retry_after:.3g} s"
+        )
+        self.breaker = breaker
+        self.retry_after = retry_after
+
+
+class TimedOut(UnderstudyError, TimeoutError):
+    """Base class of the runtime's time limits; also a built-in ``TimeoutError``.
+
+    ``reason`` is the dead-letter reason and the ``kind`` label of
+    ``understudy_timeouts_total`` for this limit; ``actor`` the actor it concerns.
+    """
+
+    reason = "timeout"
+
+    def __init__(self, message: str, actor: str = "") -> None:
+        super().__init__(message)
+        self.actor = actor
+
+
+class DeadlineExceeded(TimedOut):
+    """The deadline of a request ran out: an ``ask``'s own ``timeout``, or the deadline it
+    inherited from the message being handled or from ``rt.budget(seconds=)``. Raised to the
+    asker when the reply did not come in time, when a message's deadline passed while it
+    waited in the mailbox (it is then not processed: a dead letter with reason
+    ``expired``), and by a ``tell`` that waited for mailbox room until the deadline."""
+
+    reason = "expired"
+
+
+class HandlerTimeout(TimedOut):
+    """A handler ran longer than its actor's ``timeout`` and was cancelled. The actor is
+    treated as crashed (its supervisor restarts it), the message is a dead letter with
+    reason ``timeout``, and it counts as a failure for the actor's circuit breaker."""
+
+    reason = "timeout"
+
+
+class QueueTimeout(TimedOut):
+    """A message waited in the mailbox longer than its actor's ``queue_timeout`` before
+    its handler could start; it is not processed (dead letter, reason ``queue_timeout``).
+    The actor is not restarted."""
+
+    reason = "queue_timeout"
+
+
+class IdleTimeout(TimedOut):
+    """A handler went ``idle_timeout`` seconds without calling ``ctx.heartbeat()`` and was
+    cancelled as hung. Like :class:`HandlerTimeout`: the actor is treated as crashed, the
+    message is a dead letter (reason ``idle_timeout``), the breaker counts a failure."""
+
+    reason = "idle_timeout"
+
+
+class BudgetExceeded(UnderstudyError):
+    """A budget (``rt.budget``) cannot cover what was asked of it; nothing was spent.
+
+    ``budget`` is the name of the budget that ran short (the budget itself or an enclosing
+    one), ``kind`` is ``"tokens"``, ``"usd"`` or ``"time"``, ``requested`` what was asked
+    and ``available`` what it had left (seconds for ``time``).
+    """
+
+    def __init__(self, budget: str, kind: str, requested: float, available: float) -> None:
+        super().__init__(
+            f"budget {budget!r} cannot cover {requested:g} {kind}: {max(available, 0.0):g} left"
+        )
+        self.budget = budget
+        self.kind = kind
+        self.requested = requested
+        self.available = available
+
+
 __all__ = [
+    "BudgetExceeded",
+    "CircuitOpen",
+    "DeadlineExceeded",
+    "HandlerTimeout",
+    "IdleTimeout",
+    "QueueTimeout",
+    "TimedOut",
     "RestartIntensityExceeded",
     "ActorStopped",
     "ChildFailed",

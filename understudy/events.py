@@ -49,13 +49,28 @@ class ActorTerminated(Event, frozen=True, kw_only=True):
     error: BaseException | None = None
 
 
-DEAD_LETTER_REASONS = ("stopped", "shutdown", "mailbox_full", "dropped", "crashed")
+DEAD_LETTER_REASONS = (
+    "stopped",
+    "shutdown",
+    "mailbox_full",
+    "dropped",
+    "crashed",
+    "circuit_open",
+    "expired",
+    "timeout",
+    "queue_timeout",
+    "idle_timeout",
+)
 """Why a message could not be delivered or processed.
 
 ``stopped``: the target had stopped (or stopped with the message still queued);
 ``shutdown``: the runtime exited with the message still queued; ``mailbox_full``: refused
 under the ``fail`` policy; ``dropped``: evicted under ``drop_oldest``; ``crashed``: its
-handler raised (it is never redelivered)."""
+handler raised (it is never redelivered); ``circuit_open``: refused by the actor's open
+circuit breaker; ``expired``: its deadline passed before it could be handled;
+``timeout`` / ``idle_timeout``: its handler was cancelled by the actor's ``timeout`` /
+``idle_timeout``; ``queue_timeout``: it waited in the mailbox longer than the actor's
+``queue_timeout``."""
 
 
 class DeadLetter(Event, frozen=True, kw_only=True):

@@ -120,6 +120,7 @@ class Meter:
         "since",
         "size",
         "stamp",
+        "timeouts",
         "wait_fast",
         "wait_seconds",
         "wait_slow",
@@ -148,6 +149,9 @@ class Meter:
         """Asks to this actor whose caller's timeout ran out before the reply."""
         self.restarts: dict[str, int] | None = None
         """Restarts by reason (kept by :func:`count_restart`)."""
+        self.timeouts: dict[str, int] | None = None
+        """Messages to this actor a time limit stopped, by dead-letter reason (``expired``,
+        ``timeout``, ``queue_timeout``, ``idle_timeout``); see :meth:`count_timeout`."""
         self.give_ups: int | None = None
         """Times this supervisor gave up (None: not a supervisor; see :func:`count_give_up`)."""
         self.backoff_waits: list[int] | None = None
@@ -245,6 +249,15 @@ class Meter:
                 self.handled_slow = [0] * len(BUCKETS)
             self.handled_slow[bucket_index(seconds) - 1] += 1
             self.next = 1
+
+    def count_timeout(self, reason: str) -> None:
+        """A time limit stopped a message to this actor (``reason``: its dead-letter
+        reason). Never blocks."""
+        timeouts = self.timeouts
+        if timeouts is None:
+            self.timeouts = {reason: 1}
+        else:
+            timeouts[reason] = timeouts.get(reason, 0) + 1
 
     # -- the senders' side --
 

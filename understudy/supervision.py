@@ -62,6 +62,7 @@ from understudy.errors import RestartIntensityExceeded, UnknownActor
 from understudy.events import Event
 from understudy.messages import ExitReason, Message, Request
 from understudy.meter import count_backoff, count_give_up, count_restart, mark_supervisor
+from understudy.resilience import check_options
 
 logger = logging.getLogger("understudy")
 
@@ -182,7 +183,10 @@ class Child:
     ``"permanent"``, ``"transient"`` or ``"temporary"``; ``shutdown`` is seconds,
     ``"brutal_kill"`` or ``"infinity"``; ``backoff`` delays restarts; ``significant`` marks a
     child whose end can shut the supervisor down. Other keywords are spawn options
-    (``capacity``, ``overflow``). Everything is validated here, at construction.
+    (``capacity``, ``overflow``, and ``breaker``, ``timeout``, ``queue_timeout``,
+    ``idle_timeout``: see ``Runtime.spawn``). Everything is validated here, at
+    construction. A ``breaker`` is a template: each identity started from this spec gets
+    its own, kept across its restarts.
     """
 
     __slots__ = ("actor", "backoff", "name", "options", "restart", "shutdown", "significant")
@@ -223,6 +227,7 @@ class Child:
                 f"{where}: unknown option(s) {sorted(unknown)}; "
                 f"spawn options are {sorted(_SPAWN_OPTIONS)}"
             )
+        check_options(options, where)
         self.actor = actor
         self.name = name
         self.restart: RestartType = restart

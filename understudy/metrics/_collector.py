@@ -20,9 +20,11 @@ if TYPE_CHECKING:
     from understudy.actors import Cell
     from understudy.metrics import Metrics
 
-OUTCOMES = ("ok", "error", "rejected")
-"""Outcomes of ``understudy_messages_total`` emitted today (``timeout`` is reserved for the
-per-message handler timeout of the supervision layer)."""
+OUTCOMES = ("ok", "error", "timeout", "rejected")
+"""Outcomes of ``understudy_messages_total``: ``timeout`` is a handler cancelled by its
+actor's ``timeout`` or ``idle_timeout`` (counted apart from ``error``)."""
+
+_HANDLER_TIMEOUTS = ("timeout", "idle_timeout")
 
 _BOUNDS = (*(repr(bound) for bound in BUCKETS), "+Inf")
 
@@ -97,6 +99,7 @@ class Totals:
         "restarts",
         "states",
         "terminated",
+        "timeouts",
         "wait_fast",
         "wait_seconds",
         "wait_slow",
@@ -114,6 +117,7 @@ class Totals:
         self.ask_timeouts = 0
         self.restarts: dict[str, int] = {}
         self.terminated: dict[str, int] = {}
+        self.timeouts: dict[str, int] = {}
         self.give_ups: int | None = None
         self.backoff_waits: list[int] | None = None
         self.backoff_seconds = 0.0
@@ -137,6 +141,9 @@ class Totals:
         if meter.restarts:
             for reason, n in meter.restarts.items():
                 self.restarts[reason] = self.restarts.get(reason, 0) + n
+        if meter.timeouts:
+            for reason, n in meter.timeouts.items():
+                self.timeouts[reason] = self.timeouts.get(reason, 0) + n
         if meter.give_ups is not None:
             self.give_ups = (self.give_ups or 0) + meter.give_ups
         if meter.backoff_waits is not None:
@@ -157,6 +164,8 @@ class Totals:
             self.restarts[reason] = self.restarts.get(reason, 0) + n
         for reason, n in other.terminated.items():
             self.terminated[reason] = self.terminated.get(reason, 0) + n
+        for reason, n in other.timeouts.items():
+            self.timeouts[reason] = self.timeouts.get(reason, 0) + n
         if other.give_ups is not None:
             self.give_ups = (self.give_ups or 0) + other.give_ups
         self.backoff_waits = _add_buckets(self.backoff_waits, other.backoff_waits)
@@ -241,6 +250,7 @@ class RuntimeCollector:
         messages = CounterMetricFamily(
             "understudy_messages",
             "Messages by outcome: ok (handler returned), error (handler raised), "
+            "timeout (handler cancelled by its time limit), "
             "rejected (refused by a full mailbox or evicted from it).",
             labels=["actor", "outcome"],
         )
@@ -285,6 +295,12 @@ class RuntimeCollector:
             "Times a supervisor exceeded its restart intensity, stopped its children and failed.",
             labels=["actor"],
         )
+        timeouts = CounterMetricFamily(
+            "understudy_timeouts",
+            "Messages a time limit stopped, by kind: expired (deadline passed in the "
+            "mailbox), queue_timeout, timeout (handler cancelled), idle_timeout.",
+            labels=["actor", "kind"],
+        )
         backoff = HistogramMetricFamily(
             "understudy_backoff_wait_seconds",
             "Backoff delays a supervisor made an actor wait before restarting it.",
@@ -296,8 +312,10 @@ class RuntimeCollector:
                 actors.add_metric([label, state], n)
             if on:
                 buckets, count = _histogram(t.handled_fast, t.handled_slow)
+                cut = sum(t.timeouts.get(kind, 0) for kind in _HANDLER_TIMEOUTS)
                 messages.add_metric([label, "ok"], count - t.errors)
-                messages.add_metric([label, "error"], t.errors)
+                messages.add_metric([label, "error"], t.errors - cut)
+                messages.add_metric([label, "timeout"], cut)
                 handler.add_metric([label], buckets, t.handled_seconds)
                 buckets, _ = _histogram(t.wait_fast, t.wait_slow)
                 wait.add_metric([label], buckets, t.wait_seconds)
@@ -311,6 +329,8 @@ class RuntimeCollector:
             for reason, n in sorted(t.terminated.items()):
                 terminated.add_metric([label, reason], n)
             ask_timeouts.add_metric([label], t.ask_timeouts)
+            for kind, n in sorted(t.timeouts.items()):
+                timeouts.add_metric([label, kind], n)
             if t.give_ups is not None:
                 give_ups.add_metric([label], t.give_ups)
             if t.backoff_waits is not None:
@@ -327,6 +347,7 @@ class RuntimeCollector:
         yield restarts
         yield terminated
         yield ask_timeouts
+        yield timeouts
         yield give_ups
         yield backoff
 
