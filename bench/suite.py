@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import ask, fan_in, spawn, supervision, tell
+from bench import ask, fan_in, resilience, spawn, supervision, tell
 from bench.harness import Benchmark
 
 BENCHMARKS: list[Benchmark] = [
@@ -12,4 +12,7 @@ BENCHMARKS: list[Benchmark] = [
     spawn.BENCHMARK,
     supervision.RESTART,
     supervision.SUPERVISED_TELL,
+    resilience.TELL,
+    resilience.ASK,
+    resilience.REFUSAL,
 ]

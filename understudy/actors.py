@@ -15,6 +15,7 @@ instance runs as one task in the runtime's task group, inside a cancel scope of 
 from __future__ import annotations
 
 import contextlib
+import heapq
 import inspect
 import logging
 import math
@@ -151,6 +152,11 @@ class Guarding(Protocol):
         """At the send: refuse (dead letter, raise :class:`CircuitOpen`) or pass it on."""
         ...
 
+    def refuse(self, cell: Cell, msg: Message) -> None:
+        """Before an ask is made: raise :class:`CircuitOpen` (a dead letter) if the breaker
+        refuses whatever comes; else nothing (:meth:`admit` follows)."""
+        ...
+
     def watching(self) -> bool:
         """Whether handling a message needs :meth:`run` now (else the plain handler call)."""
         ...
@@ -177,6 +183,7 @@ class ActorSystem(Protocol):
     """What a cell needs from the runtime that owns it (the runtime implements this)."""
 
     correlation_ids: Iterator[int]
+    watchdog: Watchdog
     events: EventStream
     dead_letters: DeadLetters
     default_capacity: int
@@ -480,6 +487,8 @@ class Ref:
         handler = cell.handlers.get(type(msg))
         if handler is None:
             handler = resolve_handler(cell.actor_class, msg, cell.label)
+        if cell.gate is not None:
+            cell.gate.refuse(cell, msg)  # an open breaker refuses before anything is made
         stamp = cell.meter.take_stamp() if cell.meter.stamp else 0.0
         reply = Reply()
         current = _current.get()
@@ -495,46 +504,184 @@ class Ref:
                 await cell.deliver(envelope)
             await reply.event.wait()
         else:
-            await _ask_within(cell, envelope, timeout)
+            # Bounded: the runtime's watchdog fails the reply slot at the deadline.
+            envelope, deadline, timeout, timed_by = _bounded(cell, envelope, timeout)
+            if not (cell.accepting and cell.mailbox.put_nowait(envelope)):
+                await cell.deliver(envelope)
+            watchdog = cell.system.watchdog
+            entry = watchdog.watch(deadline, reply, cell, msg, timeout, timed_by)
+            try:
+                await reply.event.wait()
+            finally:
+                watchdog.done(entry)
         if reply.error is not None:
             raise reply.error
         return typing.cast(R, reply.value)
 
 
-async def _ask_within(cell: Cell, envelope: Envelope, timeout: float | None) -> None:
-    """The rest of an ask bounded by its ``timeout`` and/or its inherited deadline."""
+def _bounded(
+    cell: Cell, envelope: Envelope, timeout: float | None
+) -> tuple[Envelope, float, float | None, Budget | None]:
+    """An ask's deadline: the earlier of ``now + timeout`` and the one it inherited.
+
+    Returns the envelope carrying it, the deadline, the timeout if it is what binds (else
+    None), and the budget whose own deadline binds (else None). Raises
+    :class:`DeadlineExceeded` (a dead letter, ``expired``) if it has passed already."""
     msg, handler, reply, corr, stamp, limits = envelope
     inherited, budget = (limits[0], limits[1]) if limits is not None else (0.0, None)
-    assert reply is not None
-    what = f"ask({type(msg).__qualname__}) to actor {cell.label!r}"
     now = cell.system.clock()
     if timeout is not None:
-        _check_timeout(timeout, what)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            _check_timeout(timeout, f"ask({type(msg).__qualname__}) to {cell.label!r}")
         deadline = now + timeout
-        own = not inherited or deadline < inherited
-        if not own:
-            deadline = inherited
+        if inherited and inherited <= deadline:
+            deadline, timeout = inherited, None  # the inherited deadline binds
+        else:
+            envelope = (msg, handler, reply, corr, stamp, (deadline, budget, 0.0))
     else:
-        deadline, own = inherited, False
-    envelope = (msg, handler, reply, corr, stamp, (deadline, budget, 0.0))
-    left = deadline - now
-    if left <= 0:  # already past: refused before it is sent
-        error = DeadlineExceeded(f"{what}: its deadline had passed before it was sent", cell.label)
+        deadline = inherited
+    if deadline <= now:  # already past: refused before it is sent
+        error = DeadlineExceeded(
+            f"ask({type(msg).__qualname__}) to actor {cell.label!r}: its deadline had passed "
+            "before it was sent",
+            cell.label,
+        )
         cell.dead_letter(envelope, "expired", error)
         raise error
-    with anyio.move_on_after(left) as scope:
-        if not (cell.accepting and cell.mailbox.put_nowait(envelope)):
-            await cell.deliver(envelope)
-        await reply.event.wait()
-    if scope.cancelled_caught and not reply.event.is_set():
+    return (
+        envelope,
+        deadline,
+        timeout,
+        (budget if budget is not None and budget.deadline == deadline else None),
+    )
+
+
+class Watchdog:
+    """Fails the asks whose deadline passes before their reply (internal; one per runtime).
+
+    An ask bounded by a timeout or an inherited deadline registers its reply slot here
+    instead of opening a cancel scope of its own (which would cost about as much as the rest
+    of the ask): one task, started on first use, sleeps until the earliest deadline and
+    fails the slots still empty then with :class:`DeadlineExceeded`. Answered entries are
+    dropped when their deadline comes, or all at once when they make up most of the heap;
+    the task wakes only for the earliest deadline. Deadlines are in the runtime's clock;
+    the task sleeps in the event loop's.
+    """
+
+    __slots__ = (
+        "answered",
+        "heap",
+        "offset",
+        "running",
+        "scope",
+        "seq",
+        "system",
+        "wake_at",
+        "wakeup",
+    )
+
+    def __init__(self, system: ActorSystem) -> None:
+        self.system = system
+        self.offset: float | None = None
+        """The event loop's clock minus the runtime's, when that is a constant (the
+        runtime's default clock); None: convert each deadline by reading both clocks."""
+        self.heap: list[list[Any]] = []
+        """Entries ``[deadline, tie-breaker, reply or None once done, cell, message,
+        timeout, budget]``, a heap by deadline."""
+        self.seq = 0  # tie-breaker: entries never compare beyond it
+        self.answered = 0
+        """Entries done (answered, or their asker gone) but still in the heap."""
+        self.running = False
+        self.scope: anyio.CancelScope | None = None
+        self.wake_at = math.inf  # the scope's deadline (reading it back costs more)
+        self.wakeup: anyio.Event | None = None
+
+    def watch(
+        self,
+        deadline: float,
+        reply: Reply | anyio.Event,
+        cell: Cell | None = None,
+        msg: Message | None = None,
+        timeout: float | None = None,
+        budget: Budget | None = None,
+    ) -> list[Any]:
+        """Fail ``reply`` at ``deadline`` unless :meth:`done` is called first with the entry
+        returned (or, given an :class:`anyio.Event`, set it then). Never blocks.
+
+        ``timeout`` is the ask's own timeout when that is what binds (None: an inherited
+        deadline); ``budget`` is the budget whose own deadline it is, if any (it then counts
+        a time exhaustion)."""
+        if self.offset is not None:
+            deadline += self.offset
+        else:
+            deadline = anyio.current_time() + (deadline - self.system.clock())
+        heap = self.heap
+        if self.answered > 64 and self.answered * 2 > len(heap):
+            heap[:] = [entry for entry in heap if entry[2] is not None]
+            heapq.heapify(heap)
+            self.answered = 0
+        self.seq = seq = self.seq + 1
+        entry = [deadline, seq, reply, cell, msg, timeout, budget]
+        heapq.heappush(heap, entry)
+        if not self.running:
+            self.running = True
+            self.system.task_group.start_soon(self._run, name="understudy ask deadlines")
+        elif self.wakeup is not None:
+            self.wakeup.set()
+            self.wakeup = None
+        elif deadline < self.wake_at and self.scope is not None:
+            self.scope.deadline = self.wake_at = deadline
+        return entry
+
+    def done(self, entry: list[Any]) -> None:
+        """The ask of ``entry`` is over (answered, failed, or its asker cancelled)."""
+        if entry[2] is not None:
+            entry[2] = None
+            self.answered += 1
+
+    async def _run(self) -> None:
+        heap = self.heap
+        while True:
+            # Answered entries stay until their deadline (or a compaction): dropping them
+            # here would wake this task once per ask.
+            if not heap:
+                self.wakeup = anyio.Event()
+                await self.wakeup.wait()
+                continue
+            self.wake_at = heap[0][0]
+            with anyio.CancelScope(deadline=self.wake_at) as scope:
+                self.scope = scope
+                await anyio.sleep_forever()
+            self.scope = None
+            self.wake_at = math.inf
+            now = anyio.current_time()
+            while heap and heap[0][0] <= now:
+                entry = heapq.heappop(heap)
+                _, _, reply, cell, msg, timeout, budget = entry
+                if reply is None:
+                    self.answered -= 1
+                else:
+                    entry[2] = None  # its asker's done() will not count it
+                    if isinstance(reply, Reply):
+                        self._expire(reply, cell, msg, timeout, budget)
+                    else:
+                        reply.set()  # a sender waiting for room: it gives up
+
+    @staticmethod
+    def _expire(
+        reply: Reply, cell: Cell, msg: Message, timeout: float | None, budget: Budget | None
+    ) -> None:
         cell.meter.ask_timeouts += 1
-        if budget is not None and not own:
-            budget.ran_out(cell.label, deadline)
-        raise DeadlineExceeded(
-            f"{what} got no reply within {timeout} s"
-            if own
-            else f"{what} got no reply before the deadline it inherited ({left:.3g} s)",
-            cell.label,
+        what = f"ask({type(msg).__qualname__}) to actor {cell.label!r}"
+        if budget is not None:
+            budget.ran_out(cell.label, None)
+        reply.fail(
+            DeadlineExceeded(
+                f"{what} got no reply within {timeout} s"
+                if timeout is not None
+                else f"{what} got no reply before the deadline it inherited",
+                cell.label,
+            )
         )
 
 
@@ -961,10 +1108,17 @@ class Cell:
                 self.dead_letter(mailbox.evict_oldest(), "dropped")
 
     async def wait_until_deadline(self, envelope: Envelope, deadline: float) -> None:
-        """Wait for mailbox room, at most until the message's ``deadline``; then
-        dead-letter it (``expired``) and raise :class:`DeadlineExceeded`."""
-        with anyio.move_on_after(deadline - self.system.clock()):
-            await self.mailbox.wait_for_space()
+        """Wait for mailbox room, at most until the message's ``deadline`` (the watchdog
+        wakes the sender then: cheaper than a cancel scope); then dead-letter it
+        (``expired``) and raise :class:`DeadlineExceeded`."""
+        wake = anyio.Event()
+        watchdog = self.system.watchdog
+        entry = watchdog.watch(deadline, wake)
+        try:
+            room = await self.mailbox.wait_for_space(wake)
+        finally:
+            watchdog.done(entry)
+        if room:
             return
         error = DeadlineExceeded(
             f"{type(envelope[0]).__qualname__} to actor {self.label!r}: the mailbox stayed "
@@ -1005,6 +1159,22 @@ class Cell:
             self.dead_letter(envelope, "queue_timeout", error)
             return False
         return True
+
+    def refused(self, msg: Message) -> None:
+        """``msg`` was refused by the breaker before anything was made for it: a dead
+        letter (``circuit_open``), with the correlation id of the message being handled
+        if any (a refused send from outside any actor never got one). Never blocks."""
+        current = _current.get()
+        letter = DeadLetter(
+            actor=self.label,
+            message=msg,
+            reason="circuit_open",
+            correlation_id=None if current is None else format(current.current[3], "x"),
+        )
+        system = self.system
+        system.dead_letters.record(letter)
+        if system.events.active:
+            system.events.publish(letter)
 
     def dead_letter(
         self, envelope: Envelope, reason: str, error: BaseException | None = None
@@ -1137,6 +1307,7 @@ class Cell:
         queue = mailbox.queue
         system = mailbox.system
         meter = self.meter
+        clock = self.system.clock
         budget = meter.open()
         while True:
             if system:
@@ -1153,8 +1324,12 @@ class Cell:
                 msg, handler, reply, _, stamp, limits = envelope
                 if stamp:
                     budget = meter.waited(stamp, budget)
-                if limits is not None and not self.admit(limits, envelope):
-                    continue  # expired: not processed, not counted as handled
+                if limits is not None:
+                    deadline = limits[0]
+                    if ((deadline and deadline <= clock()) or limits[2]) and not self.admit(
+                        limits, envelope
+                    ):
+                        continue  # expired: not processed, not counted as handled
                 try:
                     result = await handler(instance, msg)
                 except Exception as exc:
@@ -1598,6 +1773,7 @@ __all__ = [
     "Scope",
     "Reply",
     "Timer",
+    "Watchdog",
     "resolve_handler",
     "spawn_cell",
 ]

@@ -320,6 +320,21 @@ class Breaker:
         self._trials += 1
         return None
 
+    def blocked(self) -> CircuitOpen | None:
+        """The :class:`CircuitOpen` to raise (counted as a refusal) if the breaker refuses
+        any call now — open before its reset time, or half-open with every trial slot
+        taken — else None; admits nothing (see :meth:`refusal`). Never blocks."""
+        state = self._state
+        if state == _OPEN:
+            left = self._open_until - self._clock()
+            if left > 0:
+                self.refusals += 1
+                return CircuitOpen(self.name, left)
+        elif state == _HALF_OPEN and self._trials >= self.half_open_calls:
+            self.refusals += 1
+            return CircuitOpen(self.name, 0.0)
+        return None
+
     def refuse(self) -> CircuitOpen:
         """Count a refusal of a call admitted earlier that finds the breaker open (an
         actor's queued message); the error to give its caller. Never blocks."""

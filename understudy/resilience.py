@@ -33,7 +33,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from understudy.actors import SKIPPED, Actor, Cell, Envelope, Handler
 from understudy.breaker import STATES, Breaker, BreakerState, BreakerStateChanged, check_breaker
-from understudy.errors import HandlerTimeout, IdleTimeout, TimedOut
+from understudy.errors import CircuitOpen, HandlerTimeout, IdleTimeout, TimedOut
 from understudy.messages import Message
 from understudy.metrics import label_of
 
@@ -113,6 +113,22 @@ class Guard:
                 return (msg, handler, reply, corr, stamp, (0.0, None, start_by))
             return (msg, handler, reply, corr, stamp, (limits[0], limits[1], start_by))
         return envelope
+
+    def refuse(self, cell: Cell, msg: Message) -> None:
+        # Breaker.blocked() inlined for the open case: a refusal is the hot path here.
+        breaker = self.breaker
+        if breaker is None:
+            return
+        if breaker._state == "open":
+            left = breaker._open_until - self.clock()
+            if left > 0:
+                breaker.refusals += 1
+                cell.refused(msg)
+                raise CircuitOpen(cell.label, left)
+        error = breaker.blocked()
+        if error is not None:
+            cell.refused(msg)
+            raise error
 
     # -- the actor's side --
 
