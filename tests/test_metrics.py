@@ -711,17 +711,29 @@ def documented() -> dict[str, tuple[str, frozenset[str], str]]:
 
 
 async def resilience_workload(rt: us.Runtime) -> None:
-    """A breaker opened by one crash and refusing a tell; a handler cut by its timeout."""
+    """A breaker opened by one crash and refusing a tell; a handler cut by its timeout;
+    a fallback from the open breaker to a default; a retry of the timed-out handler."""
     breaker = us.Breaker(failures=1, reset_after=60)
-    await rt.start(us.Supervisor(children=[us.Child(Crasher, name="fragile", breaker=breaker)]))
-    fragile = rt.ref("fragile")
+    await rt.start(
+        us.Supervisor(
+            strategy=us.OneForOne(max_restarts=10, within=60),
+            children=[
+                us.Child(Crasher, name="fragile", breaker=breaker),
+                us.Child(Sleeper, name="hung", timeout=0.001, shutdown="brutal_kill"),
+            ],
+        )
+    )
+    fragile, hung = rt.ref("fragile"), rt.ref("hung")
     with pytest.raises(RuntimeError):
         await fragile.ask(BoomRequest())
     with pytest.raises(us.CircuitOpen):
         await fragile.tell(Boom())
-    hung = await rt.spawn(Sleeper, name="hung", timeout=0.001)
     with pytest.raises(us.HandlerTimeout):
         await hung.ask(Nap())
+    assert await us.first_of(fragile, default=0).ask(BoomRequest()) == 0
+    retry = us.Retry(attempts=2, backoff=us.Backoff(0.001, 0.001, jitter=0))
+    with pytest.raises(us.HandlerTimeout):
+        await hung.ask(Nap(), retry=retry)
 
 
 async def full_scrape() -> tuple[dict[str, Metric], Samples]:

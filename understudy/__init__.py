@@ -12,6 +12,7 @@ from understudy.errors import (
     ChildFailed,
     CircuitOpen,
     DeadlineExceeded,
+    FallbackExhausted,
     HandlerTimeout,
     IdleTimeout,
     Killed,
@@ -33,6 +34,15 @@ from understudy.events import (
     Event,
     EventStream,
     Subscription,
+)
+from understudy.fallback import (
+    RETRIED_BY_DEFAULT,
+    Answer,
+    AskRetried,
+    FallbackTaken,
+    FirstOf,
+    Retry,
+    first_of,
 )
 from understudy.mailbox import DEFAULT_CAPACITY, Overflow
 from understudy.messages import ExitReason, Message, Request, Terminated, decode
@@ -60,6 +70,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_CAPACITY",
+    "RETRIED_BY_DEFAULT",
+    "Answer",
+    "AskRetried",
+    "FallbackExhausted",
+    "FallbackTaken",
+    "FirstOf",
+    "Retry",
+    "first_of",
     "Breaker",
     "BreakerInfo",
     "BreakerState",

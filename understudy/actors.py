@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 
     from understudy.breaker import Breaker
     from understudy.budgets import Budget
+    from understudy.fallback import Retry
 
 logger = logging.getLogger("understudy")
 
@@ -466,7 +467,9 @@ class Ref:
         if not (cell.accepting and cell.mailbox.put_nowait(envelope)):
             await cell.deliver(envelope)
 
-    async def ask(self, msg: Request[R], *, timeout: float | None = None) -> R:
+    async def ask(
+        self, msg: Request[R], *, timeout: float | None = None, retry: Retry | None = None
+    ) -> R:
         """Send the request ``msg`` and wait for the handler's return value.
 
         Raises what the handler raised (with a note naming the actor; the actor fails and is
@@ -482,7 +485,11 @@ class Ref:
         handling it (or inside ``rt.budget(seconds=)``) waits at most until the earlier of
         its own ``timeout`` and that inherited deadline (then :class:`DeadlineExceeded`).
         A request whose deadline passes while it waits in the mailbox is not processed.
+        ``retry`` (a :class:`~understudy.Retry`) asks again after the failures it names,
+        within the same deadline.
         """
+        if retry is not None:
+            return await retry.ask(self, msg, timeout)
         cell = self._cell
         handler = cell.handlers.get(type(msg))
         if handler is None:

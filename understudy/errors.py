@@ -177,8 +177,20 @@ class BudgetExceeded(UnderstudyError):
         self.available = available
 
 
+class FallbackExhausted(UnderstudyError):
+    """Every target of a fallback chain (``us.first_of``) failed and it has no
+    ``default``. ``failures`` is each target's name and the error it failed with, in
+    order."""
+
+    def __init__(self, failures: list[tuple[str, BaseException]]) -> None:
+        shown = ", ".join(f"{name}: {type(error).__name__}" for name, error in failures)
+        super().__init__(f"every target of the fallback chain failed ({shown})")
+        self.failures = failures
+
+
 __all__ = [
     "BudgetExceeded",
+    "FallbackExhausted",
     "CircuitOpen",
     "DeadlineExceeded",
     "HandlerTimeout",

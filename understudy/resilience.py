@@ -317,14 +317,28 @@ class ResilienceMetrics:
             "Budget refusals by kind: time (deadline), tokens, usd.",
             labels=["kind"],
         )
+        fallbacks = CounterMetricFamily(
+            "understudy_fallbacks",
+            "Fallbacks taken by us.first_of, from the target that failed to the next.",
+            labels=["from", "to"],
+        )
+        retries = CounterMetricFamily(
+            "understudy_retries", "Asks retried under a us.Retry policy.", labels=["actor"]
+        )
         if not describe:
             self._breaker_samples(state, transitions, refusals)
             for kind, n in sorted(self.budget_exhausted.items()):
                 exhausted.add_metric([kind], n)
+            for (source, target), n in sorted(self.fallbacks.items()):
+                fallbacks.add_metric([source, target], n)
+            for actor, n in sorted(self.retries.items()):
+                retries.add_metric([actor], n)
         yield state
         yield transitions
         yield refusals
         yield exhausted
+        yield fallbacks
+        yield retries
 
     def _breaker_samples(
         self,
