@@ -3,14 +3,17 @@
 The public API is re-exported here; import it as ``import understudy as us``.
 """
 
-from understudy.actors import Actor, Context, Ref, Timer
+from understudy.actors import Actor, Context, Durability, Ref, Timer
 from understudy.errors import (
     ActorStopped,
     ChildFailed,
+    CorruptState,
     Killed,
     MailboxFull,
     NameTaken,
+    PersistenceError,
     RuntimeClosed,
+    StaleState,
     UnderstudyError,
     UnknownActor,
 )
@@ -26,6 +29,7 @@ from understudy.events import (
 )
 from understudy.mailbox import DEFAULT_CAPACITY, Overflow
 from understudy.messages import ExitReason, Message, Request, Terminated, decode
+from understudy.persistence import Store, StoreStats
 from understudy.runtime import Runtime, run
 
 __version__ = "0.1.0"
@@ -39,8 +43,10 @@ __all__ = [
     "ActorTerminated",
     "ChildFailed",
     "Context",
+    "CorruptState",
     "DeadLetter",
     "DeadLetters",
+    "Durability",
     "Event",
     "EventStream",
     "ExitReason",
@@ -49,10 +55,14 @@ __all__ = [
     "Message",
     "NameTaken",
     "Overflow",
+    "PersistenceError",
     "Ref",
     "Request",
     "Runtime",
     "RuntimeClosed",
+    "StaleState",
+    "Store",
+    "StoreStats",
     "Subscription",
     "Terminated",
     "Timer",

@@ -20,7 +20,7 @@ import types
 import typing
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar, Union
 
 import anyio
 import anyio.lowlevel
@@ -82,6 +82,32 @@ class ActorSystem(Protocol):
     def register(self, cell: Cell) -> None: ...
 
     def unregister(self, cell: Cell) -> None: ...
+
+    def persistence(self, cell: Cell, durability: Durability | None) -> Persistence:
+        """Make ``cell`` persistent (the runtime's store); raises a clear error if it cannot."""
+        ...
+
+
+# ------------------------------------------------------------------------------ persistence
+
+Durability = Literal["commit", "async"]
+"""When a persistent actor's ask is answered: ``"commit"`` (default) after the snapshot with
+the message's effects is committed; ``"async"`` at once, the commit following soon after."""
+
+
+class Persistence(Protocol):
+    """A persistent cell's link to its store (implemented by ``understudy.persistence``).
+
+    A cell without one (``Cell.persistence is None``) runs the plain serve loop and pays
+    nothing for persistence."""
+
+    async def restore(self) -> Any:
+        """The state a new instance starts from (latest committed snapshot or ``State()``)."""
+        ...
+
+    async def serve(self, cell: Cell, instance: Actor) -> tuple[ExitReason, BaseException | None]:
+        """The serve loop of a persistent cell (snapshots each completed message)."""
+        ...
 
 
 # --------------------------------------------------------------------------------- handlers
@@ -206,12 +232,17 @@ class Actor:
                 return self.state.balance
 
     An actor handles one message at a time, in order. ``self.state`` is a fresh ``State()``
-    for every new instance (a restart included) when the class declares ``State``;
+    for every new instance (a restart included) when the class declares ``State`` — for a
+    persistent actor (``persistent = True``), its last committed snapshot instead;
     ``self.ctx`` is the actor's :class:`Context`. Override :meth:`on_start`,
     :meth:`on_stop` and :meth:`on_restart` for lifecycle work.
     """
 
     State: ClassVar[type[msgspec.Struct] | None] = None
+    persistent: ClassVar[bool] = False
+    """Spawn this class persistent by default (``persistent=`` on spawn overrides it)."""
+    durability: ClassVar[Durability] = "commit"
+    """Default durability of this class when persistent (``durability=`` on spawn overrides)."""
     _handlers: ClassVar[dict[type, Handler]] = {}
     _declared: ClassVar[frozenset[type]] = frozenset()
 
@@ -451,6 +482,8 @@ class Context:
         capacity: int | None = None,
         overflow: Overflow = "block",
         shutdown: float = DEFAULT_SHUTDOWN,
+        persistent: bool | None = None,
+        durability: Durability | None = None,
     ) -> Ref:
         """Start a child actor; see ``Runtime.spawn`` for the options.
 
@@ -467,6 +500,8 @@ class Context:
             capacity=capacity,
             overflow=overflow,
             shutdown=shutdown,
+            persistent=persistent,
+            durability=durability,
         )
         return cell.ref
 
@@ -576,6 +611,7 @@ class Cell:
         "mailbox",
         "name",
         "parent",
+        "persistence",
         "ref",
         "scope",
         "shutdown",
@@ -624,6 +660,7 @@ class Cell:
         self.done: anyio.Event | None = None
         self.exit_reason: ExitReason | None = None
         self.exit_error: BaseException | None = None
+        self.persistence: Persistence | None = None
 
     # -- sending (slow paths; the fast path is inlined in Ref.tell/ask) --
 
@@ -708,6 +745,8 @@ class Cell:
                 state_type = self.actor_class.State
                 instance.state = state_type() if state_type is not None else None
                 try:
+                    if self.persistence is not None:  # the last committed snapshot
+                        instance.state = await self.persistence.restore()
                     if restarted_after is not None:
                         await instance.on_restart(restarted_after)
                     await instance.on_start()
@@ -723,7 +762,10 @@ class Cell:
                     self.system.events.publish(
                         ActorStarted(actor=self.label, actor_class=self.actor_class.__qualname__)
                     )
-                reason, error = await self.serve(instance)
+                if self.persistence is None:
+                    reason, error = await self.serve(instance)
+                else:
+                    reason, error = await self.persistence.serve(self, instance)
                 await self.stop_children()
                 try:
                     await instance.on_stop()
@@ -992,11 +1034,15 @@ async def spawn_cell(
     overflow: Overflow,
     shutdown: float,
     id: int | None = None,
+    persistent: bool | None = None,
+    durability: Durability | None = None,
 ) -> Cell:
     """Validate the options, create the identity and start its first instance.
 
     Returns once the instance's ``on_start`` returned; raises what it raised (and then
     the identity does not exist). Raises :class:`NameTaken` for a live name.
+    ``persistent`` (default: the class's ``persistent``) makes it persistent in the
+    runtime's store, with ``durability`` (default: the class's ``durability``).
     """
     if system.closed:
         raise RuntimeClosed("cannot spawn: the runtime has exited")
@@ -1017,6 +1063,10 @@ async def spawn_cell(
         overflow=policy,
         shutdown=grace,
     )
+    if persistent if persistent is not None else actor_class.persistent:
+        cell.persistence = system.persistence(cell, durability)
+    elif durability is not None:
+        raise ValueError(f"{where}: durability= applies to persistent actors only")
     instance = cell.new_instance()
     system.register(cell)  # raises NameTaken; reserves the name during on_start
     if parent is not None:
@@ -1061,6 +1111,8 @@ __all__ = [
     "ActorSystem",
     "Cell",
     "Context",
+    "Durability",
+    "Persistence",
     "Ref",
     "Reply",
     "Timer",

@@ -16,6 +16,7 @@ queued become dead letters with reason ``shutdown``. No task is left running aft
 from __future__ import annotations
 
 import itertools
+import os
 import secrets
 from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
@@ -28,6 +29,8 @@ from understudy.actors import (
     DEFAULT_SHUTDOWN,
     A,
     Cell,
+    Durability,
+    Persistence,
     Ref,
     _cell_of,
     spawn_cell,
@@ -35,6 +38,7 @@ from understudy.actors import (
 from understudy.errors import NameTaken, RuntimeClosed, UnknownActor
 from understudy.events import DeadLetters, EventStream
 from understudy.mailbox import DEFAULT_CAPACITY, Overflow, check_capacity
+from understudy.persistence import Store, attach
 
 T = TypeVar("T")
 
@@ -44,7 +48,10 @@ class Runtime:
 
     ``mailbox_capacity`` is the default bound of every mailbox (``capacity=`` on spawn
     overrides it); ``dead_letter_capacity`` is how many recent dead letters are kept for
-    inspection (all are counted).
+    inspection (all are counted). ``store`` is where persistent actors keep their state: a
+    SQLite file path (created if missing) or a :class:`~understudy.Store` for non-default
+    settings; ``None`` (default) means no persistence. The runtime opens the store when it
+    starts and closes it after every actor stopped.
     """
 
     def __init__(
@@ -52,6 +59,7 @@ class Runtime:
         *,
         mailbox_capacity: int = DEFAULT_CAPACITY,
         dead_letter_capacity: int = 1000,
+        store: str | os.PathLike[str] | Store | None = None,
     ) -> None:
         self.default_capacity = check_capacity(mailbox_capacity, "Runtime(mailbox_capacity=)")
         check_capacity(dead_letter_capacity, "Runtime(dead_letter_capacity=)")
@@ -67,6 +75,10 @@ class Runtime:
         self._top: dict[int, Cell] = {}
         self._task_group: TaskGroup | None = None
         self._entered = False
+        self.store: Store | None = (
+            store if store is None or isinstance(store, Store) else Store(store)
+        )
+        """The persistent actors' store (None: no persistence)."""
 
     # -- lifecycle --
 
@@ -76,6 +88,13 @@ class Runtime:
         self._entered = True
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
+        if self.store is not None:
+            try:
+                await self.store.open(self._task_group)
+            except BaseException as exc:
+                self._task_group.cancel_scope.cancel()
+                await self._task_group.__aexit__(type(exc), exc, exc.__traceback__)
+                raise
         self.closed = False
         return self
 
@@ -91,7 +110,11 @@ class Runtime:
             # Shielded: a host being cancelled still gets a bounded, graceful shutdown
             # (every stop is bounded by that actor's shutdown time, then a kill).
             with anyio.CancelScope(shield=True):
-                await self._stop_all()
+                try:
+                    await self._stop_all()
+                finally:
+                    if self.store is not None:  # after every actor: commit what they queued
+                        await self.store.aclose()
         finally:
             self.closed = True
             self.events.close()
@@ -136,6 +159,10 @@ class Runtime:
         elif cell.parent.children is not None:
             cell.parent.children.pop(cell.id, None)
 
+    def persistence(self, cell: Cell, durability: Durability | None) -> Persistence:
+        """Make ``cell`` persistent in this runtime's store (internal)."""
+        return attach(self.store, cell, durability)
+
     # -- public API --
 
     async def spawn(
@@ -146,6 +173,8 @@ class Runtime:
         capacity: int | None = None,
         overflow: Overflow = "block",
         shutdown: float = DEFAULT_SHUTDOWN,
+        persistent: bool | None = None,
+        durability: Durability | None = None,
     ) -> Ref:
         """Start a top-level actor and return its ref once its ``on_start`` returned.
 
@@ -156,8 +185,15 @@ class Runtime:
         ``overflow`` is ``"block"``, ``"fail"`` or ``"drop_oldest"``; ``shutdown`` is how
         many seconds it gets to stop gracefully before it is cancelled.
 
+        ``persistent=True`` (default: the class's ``persistent`` attribute) keeps the actor's
+        ``State`` in the runtime's store: it starts from its last committed snapshot and is
+        snapshotted after each message. It needs a ``name`` (the key of its snapshots), a
+        ``State`` and a store. ``durability`` is ``"commit"`` (default: an ask's reply waits
+        for the commit of its effects) or ``"async"`` (reply at once, commit soon after).
+
         Raises :class:`NameTaken` for a live name, ``TypeError``/``ValueError`` for bad
-        options, whatever ``on_start`` raised (the actor then does not exist), and
+        options, whatever ``on_start`` raised (the actor then does not exist),
+        :class:`CorruptState` when a persistent actor's snapshot does not decode, and
         :class:`RuntimeClosed` outside the runtime's ``async with``.
         """
         cell = await spawn_cell(
@@ -168,6 +204,8 @@ class Runtime:
             capacity=capacity,
             overflow=overflow,
             shutdown=shutdown,
+            persistent=persistent,
+            durability=durability,
         )
         return cell.ref
 

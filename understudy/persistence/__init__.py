@@ -1,0 +1,35 @@
+"""Persistence: actor state in SQLite that survives crashes, restarts and a killed process.
+
+A persistent actor (``persistent=True`` on spawn, or ``persistent = True`` on the class) is
+named and declares a ``State`` (a :class:`msgspec.Struct`). It starts from the latest
+committed snapshot of that state — or a fresh ``State()`` — and after each message that
+completes its state is snapshotted (msgspec msgpack) with the next version number.
+
+The promise: once an ``ask`` to a persistent actor with ``durability="commit"`` (the default)
+has returned, its effect is committed to the store. A crash of the actor, a restart of the
+process or a SIGKILL loses none of it; a message whose handler raised leaves no
+half-applied change (the next instance restores from the last committed snapshot). How much
+a commit survives is the store's ``synchronous`` setting: ``"normal"`` (default) survives
+any crash of the process, ``"full"`` also a power loss.
+
+The :class:`Store` commits in groups with one writer task, so many concurrent asks share one
+transaction; writes are compare-and-set on the version, so two runtimes on one file fail
+with :class:`~understudy.StaleState` instead of overwriting each other. SQLite runs through
+aiosqlite on asyncio and through stdlib ``sqlite3`` on a worker thread on trio.
+"""
+
+from understudy.persistence._actor import DURABILITIES, Snapshots, attach
+from understudy.persistence._schema import SCHEMA_VERSION, SYNCHRONOUS, Synchronous
+from understudy.persistence._store import InjectedFault, Store, StoreStats
+
+__all__ = [
+    "DURABILITIES",
+    "SCHEMA_VERSION",
+    "SYNCHRONOUS",
+    "InjectedFault",
+    "Snapshots",
+    "Store",
+    "StoreStats",
+    "Synchronous",
+    "attach",
+]
