@@ -91,9 +91,9 @@ class Runtime:
         if self.store is not None:
             try:
                 await self.store.open(self._task_group)
-            except BaseException as exc:
+            except BaseException:
                 self._task_group.cancel_scope.cancel()
-                await self._task_group.__aexit__(type(exc), exc, exc.__traceback__)
+                await self._task_group.__aexit__(None, None, None)
                 raise
         self.closed = False
         return self

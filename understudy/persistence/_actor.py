@@ -90,7 +90,8 @@ class Snapshots:
         decode, :class:`PersistenceError` if it cannot be read."""
         row = await self.store.load(self.key)
         if row is None:
-            version, data, state = 0, b"", self.state_type()
+            state = self.state_type()
+            version, data = 0, self.encoder.encode(state)  # a row only once it changes
         else:
             version, data = row
             try:

@@ -261,9 +261,9 @@ class Store:
         await group.__aenter__()
         try:
             await self.open(group)
-        except BaseException as exc:
+        except BaseException:
             group.cancel_scope.cancel()
-            await group.__aexit__(type(exc), exc, exc.__traceback__)
+            await group.__aexit__(None, None, None)
             raise
         self._own_group = group
         return self
