@@ -383,7 +383,7 @@ async def test_a_lock_held_by_another_connection_is_waited_out(tmp_path: Path) -
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(ask)
-            while store.stats.retries == 0:
+            while store.stats.retries == 0:  # noqa: ASYNC110 (polls the store's counter)
                 await anyio.sleep(0.01)
             other.execute("ROLLBACK")
         other.close()
@@ -426,7 +426,8 @@ async def test_two_runtimes_on_one_file_conflict_with_stale_state(tmp_path: Path
         await a._cell.wait_terminated()  # the actor failed, at its next message boundary
         assert a._cell.exit_reason == "failed"
         assert isinstance(a._cell.exit_error, us.StaleState)
-        assert first.store is not None and first.store.stats.stale == 1
+        assert first.store is not None
+        assert first.store.stats.stale == 1
     assert committed_balance(db, "alice") == (2, 11)  # nothing overwritten
 
 
@@ -475,7 +476,8 @@ async def test_an_older_schema_is_migrated_forward(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     async with us.Runtime(store=db) as rt:
-        assert rt.store is not None and rt.store.schema_found == 0
+        assert rt.store is not None
+        assert rt.store.schema_found == 0
         alice = await rt.spawn(Account, name="alice")
         assert await alice.ask(Deposit(3)) == 3
     conn = sqlite3.connect(db)
@@ -508,7 +510,8 @@ async def test_a_corrupted_row_fails_only_that_actor(tmp_path: Path) -> None:
             await rt.spawn(Account, name="bob")
         assert caught.value.actor == "bob"
         assert caught.value.version == 1
-        assert "'bob'" in str(caught.value) and "version 1" in str(caught.value)
+        assert "'bob'" in str(caught.value)
+        assert "version 1" in str(caught.value)
         assert "bob" not in rt
         alice = await rt.spawn(Account, name="alice")
         assert await alice.ask(Balance()) == 1
@@ -594,7 +597,9 @@ async def test_the_store_refuses_a_write_built_on_an_old_version(tmp_path: Path)
         assert await store.load("nobody") is None
     assert len(failures) == 1
     assert isinstance(failures[0], us.StaleState)
-    assert store.stats.commits == 3 and store.stats.snapshots == 2 and store.stats.stale == 1
+    assert store.stats.commits == 3
+    assert store.stats.snapshots == 2
+    assert store.stats.stale == 1
 
 
 async def test_store_options_are_checked() -> None:

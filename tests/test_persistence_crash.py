@@ -129,7 +129,8 @@ def test_sigkill_under_load_loses_no_acknowledged_effect(
             assert len(set(state.requests)) == len(state.requests), "a request applied twice"
         for request, actor in acked.items():
             name = f"c{actor}"
-            assert name in stored and request in stored[name][1].requests, (
+            assert name in stored, f"{name} has no row, but request {request} was acknowledged"
+            assert request in stored[name][1].requests, (
                 f"acknowledged request {request} to {name} is missing after SIGKILL"
             )
     assert len(acked) > 0
