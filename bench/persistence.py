@@ -16,7 +16,7 @@ For each backend (asyncio: aiosqlite driver; trio: sqlite3 on a worker thread) a
 
 Reported: asks/s, commits/s, mean group size (snapshots per commit), p50/p99 ask latency,
 write amplification (state bytes, and bytes the process wrote to files, per acknowledged ask),
-and the targets as ratios: FULL ≥ 5× the one-commit-per-write baseline, NORMAL ≥ 0.3× the
+and the targets as ratios: FULL ≥ 5x the one-commit-per-write baseline, NORMAL ≥ 0.3x the
 non-persistent actors. Then the recovery time of 10,000 persistent actors from the store.
 """
 
@@ -280,11 +280,11 @@ def run_backend(backend: str, workdir: Path, asks: int, recover: int) -> list[st
         if sync == "full":
             ratio = durable.rate / raw.rate
             verdict = "ok" if ratio >= 5 else "MISSED"
-            lines.append(durable.row(f"{ratio:.1f}× raw FULL (target ≥ 5×) {verdict}"))
+            lines.append(durable.row(f"{ratio:.1f}x raw FULL (target ≥ 5x) {verdict}"))
         else:
             ratio = durable.rate / plain.rate
             verdict = "ok" if ratio >= 0.3 else "MISSED"
-            lines.append(durable.row(f"{ratio:.2f}× no persistence (target ≥ 0.3×) {verdict}"))
+            lines.append(durable.row(f"{ratio:.2f}x no persistence (target ≥ 0.3x) {verdict}"))
     waiting = run(
         durable_asks,
         "durable, actor waits each commit, NORMAL",
@@ -293,7 +293,7 @@ def run_backend(backend: str, workdir: Path, asks: int, recover: int) -> list[st
         asks,
         pipeline=False,
     )
-    lines.append(waiting.row(f"{waiting.rate / rows['durable-normal'].rate:.2f}× pipelined"))
+    lines.append(waiting.row(f"{waiting.rate / rows['durable-normal'].rate:.2f}x pipelined"))
     concurrent, sequential, plain_spawn = run(recovery, workdir / f"recover-{backend}.db", recover)
     lines.append(
         f"  recovery of {recover:,} persistent actors: {concurrent:.2f} s spawned concurrently "
