@@ -96,14 +96,18 @@ class CorruptState(PersistenceError):
     or ``State`` changed incompatibly (a field removed from the data that has no default, or
     a field whose type changed). Only that actor's start fails; the row is left untouched.
 
+    For an event-sourced actor the bad row may be a journal entry; then ``version`` is that
+    entry's sequence number.
+
     ``actor`` is the actor's name, ``version`` the row's version, ``detail`` msgspec's
     description of what did not decode (it names the field's path, e.g. ``$.balance``).
     """
 
-    def __init__(self, actor: str, version: int, detail: str) -> None:
+    def __init__(self, actor: str, version: int, detail: str, *, row: str = "snapshot") -> None:
+        into = "into its State" if row == "snapshot" else "into one of its event types"
         super().__init__(
-            f"cannot restore actor {actor!r}: its snapshot (version {version}) does not decode "
-            f"into its State: {detail}. Fix State (new fields need defaults) or inspect the row "
+            f"cannot restore actor {actor!r}: its {row} (version {version}) does not decode "
+            f"{into}: {detail}. Fix the type (new fields need defaults) or inspect the row "
             "with `understudy inspect`"
         )
         self.actor = actor

@@ -15,7 +15,7 @@ thread (opening, migrating) or inside the trio driver's one hop per group.
 from __future__ import annotations
 
 import sqlite3
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from understudy.errors import PersistenceError
 
@@ -43,6 +43,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    # 1 -> 2: the journal of event-sourced actors. For them snapshots.version is the sequence
+    # number of the last event the snapshot includes.
+    (
+        """
+        CREATE TABLE journal (
+            actor    TEXT NOT NULL,     -- the actor's name
+            seq      INTEGER NOT NULL,  -- 1, 2, ... per actor, no gaps
+            kind     TEXT NOT NULL,     -- the event type's name
+            event    BLOB NOT NULL,     -- the event, msgspec msgpack
+            recorded REAL NOT NULL,     -- unix time of the commit that appended it
+            PRIMARY KEY (actor, seq)
+        ) WITHOUT ROWID
+        """,
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -63,6 +77,28 @@ INSERT_SNAPSHOT = (
 
 SELECT_VERSION = "SELECT version FROM snapshots WHERE actor = ?"
 
+INSERT_EVENT = (
+    "INSERT INTO journal (actor, seq, kind, event, recorded) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (actor, seq) DO NOTHING"
+)
+"""Append one event: refused (0 rows) if that sequence number is taken (another writer)."""
+
+SELECT_LAST_SEQ = "SELECT MAX(seq) FROM journal WHERE actor = ?"
+
+SELECT_JOURNAL = (
+    "SELECT seq, kind, event, recorded FROM journal WHERE actor = ? AND seq > ? ORDER BY seq"
+)
+
+PRUNE_BEFORE = "DELETE FROM journal WHERE actor = ? AND seq <= ?"
+"""Retention in a group: drop an actor's events up to a sequence number."""
+
+PRUNE_JOURNAL = (
+    "DELETE FROM journal WHERE seq <= "
+    "(SELECT version FROM snapshots WHERE snapshots.actor = journal.actor) - ?"
+)
+"""Retention on demand: drop the events every actor's snapshot already includes, but the
+last ``?`` of them (parameter: how many to keep)."""
+
 LIST_SNAPSHOTS = "SELECT actor, version, updated, state FROM snapshots ORDER BY actor"
 
 LOAD_CHUNK = 500
@@ -78,12 +114,56 @@ def select_snapshots(count: int) -> str:
     )
 
 
-InsertRow = tuple[str, int, bytes, float]
-"""Parameters of :data:`INSERT_SNAPSHOT`: actor, version, state, updated (base version 0)."""
-UpdateRow = tuple[int, bytes, float, str, int]
-"""Parameters of :data:`UPDATE_SNAPSHOT`: version, state, updated, actor, base version."""
+Event = tuple[int, str, bytes]
+"""A journal entry: sequence number, event type name, encoded event."""
+
+
+class Write(NamedTuple):
+    """Everything one group writes for one actor; committed whole or not at all."""
+
+    actor: str
+    base: int
+    """The snapshot version ``state`` was built on (0: the actor has no row yet)."""
+    version: int
+    """The new snapshot's version (for an event-sourced actor: its last event's seq)."""
+    state: bytes | None
+    """The new snapshot, or None when this write only appends events."""
+    events: list[Event]
+    """Events to append to the journal, in order."""
+    prune_before: int
+    """Drop this actor's journal entries up to this seq (retention); 0: keep them."""
+
+
 Stale = tuple[str, int, int | None]
 """A refused write: actor, the version it was built on, the version found (None: no row)."""
+
+
+def write_params(
+    writes: list[Write], updated: float
+) -> tuple[
+    list[tuple[int, bytes, float, str, int]],
+    list[tuple[str, int, bytes, float]],
+    list[tuple[str, int, str, bytes, float]],
+    list[tuple[str, int]],
+]:
+    """The parameters of a group's statements: updates, inserts, events, prunes."""
+    updates: list[tuple[int, bytes, float, str, int]] = []
+    inserts: list[tuple[str, int, bytes, float]] = []
+    events: list[tuple[str, int, str, bytes, float]] = []
+    prunes: list[tuple[str, int]] = []
+    for write in writes:
+        actor = write.actor
+        if write.events:
+            events.extend((actor, seq, kind, data, updated) for seq, kind, data in write.events)
+        if write.state is not None:
+            if write.base:
+                updates.append((write.version, write.state, updated, actor, write.base))
+            else:
+                inserts.append((actor, write.version, write.state, updated))
+        if write.prune_before:
+            prunes.append((actor, write.prune_before))
+    return updates, inserts, events, prunes
+
 
 # -- connections -----------------------------------------------------------------------------
 
@@ -171,22 +251,28 @@ def is_transient(error: BaseException) -> bool:
 
 
 __all__ = [
+    "INSERT_EVENT",
     "INSERT_SNAPSHOT",
     "LIST_SNAPSHOTS",
     "LOAD_CHUNK",
     "MIGRATIONS",
+    "PRUNE_BEFORE",
+    "PRUNE_JOURNAL",
     "SCHEMA_VERSION",
+    "SELECT_JOURNAL",
+    "SELECT_LAST_SEQ",
     "SELECT_VERSION",
     "SYNCHRONOUS",
     "UPDATE_SNAPSHOT",
-    "InsertRow",
+    "Event",
     "Stale",
     "Synchronous",
-    "UpdateRow",
+    "Write",
     "connect",
     "is_transient",
     "migrate",
     "prepare",
     "pragmas",
     "select_snapshots",
+    "write_params",
 ]

@@ -16,7 +16,12 @@ its predecessors failed (the chain is broken: it fails too).
 
 Compare-and-set: every write names the version it was built on. A row that holds another
 version (another runtime wrote that actor) refuses the write, and the writer reports
-:class:`~understudy.StaleState` for that actor only; the rest of the group commits.
+:class:`~understudy.StaleState` for that actor only; the rest of the group commits. Journal
+entries (event-sourced actors) are compare-and-set too: a sequence number is taken once.
+
+Reads (an actor's snapshot when it starts) and maintenance (journal retention) go through
+the same writer, after the group in progress, so a read always sees every write queued
+before it and a busy writer cannot starve them.
 """
 
 from __future__ import annotations
@@ -28,19 +33,20 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import anyio
 from anyio.abc import TaskGroup
 
 from understudy.errors import PersistenceError, StaleState
+from understudy.persistence import _ops
 from understudy.persistence._backends import Driver, open_driver
 from understudy.persistence._schema import (
     SYNCHRONOUS,
-    InsertRow,
+    Event,
     Stale,
     Synchronous,
-    UpdateRow,
+    Write,
     is_transient,
     prepare,
 )
@@ -78,7 +84,9 @@ class StoreStats:
     commits: int = 0
     """Transactions committed (groups)."""
     snapshots: int = 0
-    """Snapshot rows committed (after collapsing)."""
+    """Actors written by committed groups (one per actor per group, after collapsing)."""
+    events: int = 0
+    """Journal entries committed (event-sourced actors)."""
     collapsed: int = 0
     """Snapshots superseded by a newer one of the same actor before the writer took them."""
     stale: int = 0
@@ -90,7 +98,7 @@ class StoreStats:
     loads: int = 0
     """Actors whose latest snapshot was read (at start or restart)."""
     bytes_written: int = 0
-    """Bytes of encoded state in committed snapshots."""
+    """Bytes of encoded state and events committed."""
     commit_seconds: float = 0.0
     """Wall time spent committing groups (sum)."""
     max_group: int = 0
@@ -103,18 +111,46 @@ class StoreStats:
 
 
 class _Entry:
-    """One actor's newest queued snapshot, and who waits for it."""
+    """One actor's queued writes — its newest snapshot, its new events — and who waits."""
 
-    __slots__ = ("actor", "base", "data", "done", "owner", "version", "waiters")
+    __slots__ = (
+        "actor",
+        "base",
+        "data",
+        "done",
+        "events",
+        "owner",
+        "prune_before",
+        "version",
+        "waiters",
+    )
 
-    def __init__(self, actor: str, base: int, version: int, data: bytes, owner: Owner) -> None:
+    def __init__(
+        self,
+        actor: str,
+        base: int,
+        version: int,
+        data: bytes | None,
+        owner: Owner,
+        events: list[Event] | None,
+        prune_before: int,
+    ) -> None:
         self.actor = actor
         self.base = base
         self.version = version
         self.data = data
         self.owner = owner
+        self.events = events
+        self.prune_before = prune_before
         self.waiters: list[tuple[Waiter, Any]] | None = None
         self.done: anyio.Event | None = None
+
+    @property
+    def size(self) -> int:
+        size = len(self.data) if self.data is not None else 0
+        if self.events:
+            size += sum(len(event[2]) for event in self.events)
+        return size
 
     def finish(self) -> None:
         if self.done is not None:
@@ -140,12 +176,26 @@ class _Entry:
 
 
 class _Load:
-    __slots__ = ("actor", "error", "event", "result")
+    __slots__ = ("actor", "error", "event", "journal", "result", "tail")
 
-    def __init__(self, actor: str) -> None:
+    def __init__(self, actor: str, journal: bool) -> None:
         self.actor = actor
+        self.journal = journal
         self.event = anyio.Event()
         self.result: tuple[int, bytes] | None = None
+        self.tail: list[tuple[int, str, bytes, float]] = []
+        self.error: BaseException | None = None
+
+
+class _Op:
+    """A maintenance operation or a read run by the writer between groups."""
+
+    __slots__ = ("error", "event", "result", "steps")
+
+    def __init__(self, steps: _ops.Steps) -> None:
+        self.steps = steps
+        self.event = anyio.Event()
+        self.result: Any = None
         self.error: BaseException | None = None
 
 
@@ -199,6 +249,7 @@ class Store:
         self._pending: dict[str, _Entry] = {}
         self._latest: dict[str, _Entry] = {}
         self._loads: list[_Load] = []
+        self._ops: list[_Op] = []
         self._wake: anyio.Event | None = None
         self._writer_done: anyio.Event | None = None
         self._own_group: TaskGroup | None = None
@@ -284,24 +335,47 @@ class Store:
 
     # -- writing --
 
-    def write(self, actor: str, base: int, version: int, data: bytes, owner: Owner) -> None:
-        """Queue ``actor``'s snapshot ``version`` (built on ``base``, 0 for the first one).
+    def write(
+        self,
+        actor: str,
+        base: int,
+        version: int,
+        data: bytes | None,
+        owner: Owner,
+        events: list[Event] | None = None,
+        prune_before: int = 0,
+    ) -> None:
+        """Queue ``actor``'s snapshot ``version`` (built on ``base``, 0 for the first one)
+        and/or its new journal ``events``.
 
-        Never blocks. Replaces a snapshot of the same actor that the writer has not taken
-        yet (keeping its base and its waiters). ``owner.persistence_failed`` is called if
-        the snapshot cannot be committed. Raises :class:`PersistenceError` if the store is
-        not open.
+        Never blocks. Merges into the writes of the same actor that the writer has not taken
+        yet: a newer snapshot replaces the queued one (which keeps its base and waiters),
+        events are appended. ``data=None`` queues events only. ``prune_before`` drops the
+        actor's journal entries up to that sequence number in the same transaction.
+        ``owner.persistence_failed`` is called if the writes cannot be committed. Raises
+        :class:`PersistenceError` if the store is not open.
         """
         entry = self._pending.get(actor)
         if entry is not None:
-            entry.version = version
-            entry.data = data
+            if data is not None:
+                if entry.data is None:
+                    entry.base = base
+                else:
+                    self.stats.collapsed += 1
+                entry.data = data
+                entry.version = version
+            if events:
+                if entry.events is None:
+                    entry.events = list(events)
+                else:
+                    entry.events.extend(events)
+            if prune_before:
+                entry.prune_before = prune_before
             entry.owner = owner
-            self.stats.collapsed += 1
             return
         if self._state != "open":
             raise PersistenceError(f"cannot persist actor {actor!r}: the store is not open")
-        entry = _Entry(actor, base, version, data, owner)
+        entry = _Entry(actor, base, version, data, owner, events, prune_before)
         self._pending[actor] = entry
         self._latest[actor] = entry
         wake = self._wake
@@ -365,16 +439,63 @@ class Store:
         through the writer, batched: many actors starting at once cost one query per 500.
         Raises :class:`PersistenceError` if the read fails or the store is not open.
         """
+        request = await self._load(actor, journal=False)
+        return request.result
+
+    async def load_journaled(
+        self, actor: str
+    ) -> tuple[tuple[int, bytes] | None, list[tuple[int, str, bytes, float]]]:
+        """What an event-sourced actor restarts from: its latest snapshot (or None) and the
+        journal entries after it, ``(seq, kind, event, recorded)`` in order. As :meth:`load`.
+        """
+        request = await self._load(actor, journal=True)
+        return request.result, request.tail
+
+    async def _load(self, actor: str, journal: bool) -> _Load:
         await self.committed(actor)
         if self._state != "open":
             raise PersistenceError(f"cannot load actor {actor!r}: the store is not open")
-        request = _Load(actor)
+        request = _Load(actor, journal)
         self._loads.append(request)
         self._poke()
         await request.event.wait()
         if request.error is not None:
             raise request.error
-        return request.result
+        return request
+
+    async def journal(self, actor: str, after: int = 0) -> list[tuple[int, str, bytes, float]]:
+        """``actor``'s committed journal entries with a sequence number above ``after``, in
+        order, as ``(seq, kind, event, recorded)``: the audit trail of an event-sourced
+        actor. Waits for the writes queued before it. Raises :class:`PersistenceError`."""
+        await self.committed(actor)
+        result: list[tuple[int, str, bytes, float]] = await self._run(_ops.journal(actor, after))
+        return result
+
+    async def prune_journal(self, *, keep: int = 0) -> int:
+        """Retention: delete the journal entries that every actor's latest snapshot already
+        includes, except the last ``keep`` of them per actor; returns how many were deleted.
+
+        Recovery needs only the snapshot and the entries after it, so this loses nothing a
+        restart needs; what it drops is audit trail. Runs on the writer between groups (one
+        transaction). Raises :class:`PersistenceError` if it fails.
+        """
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+            raise ValueError(f"prune_journal: keep must be a non-negative int, not {keep!r}")
+        await self.flush()
+        dropped: int = await self._run(_ops.prune(keep))
+        return dropped
+
+    async def _run(self, steps: _ops.Steps) -> Any:
+        if self._state != "open":
+            steps.close()
+            raise PersistenceError("the store is not open")
+        op = _Op(steps)
+        self._ops.append(op)
+        self._poke()
+        await op.event.wait()
+        if op.error is not None:
+            raise op.error
+        return op.result
 
     async def snapshots(self) -> list[tuple[str, int, float, bytes]]:
         """Every stored snapshot as ``(actor, version, updated, state)``, by actor name.
@@ -403,7 +524,9 @@ class Store:
                 if self._loads:
                     # After each group, so a busy writer cannot starve actors that start.
                     await self._serve_loads()
-                if self._pending or self._loads:
+                if self._ops:
+                    await self._serve_ops()
+                if self._pending or self._loads or self._ops:
                     continue
                 if self._state == "closing":
                     return
@@ -419,23 +542,18 @@ class Store:
         group = self._pending
         self._pending = {}
         assert self._driver is not None
-        now = time.time()
-        inserts: list[InsertRow] = []
-        updates: list[UpdateRow] = []
-        size = 0
-        for entry in group.values():
-            size += len(entry.data)
-            if entry.base == 0:
-                inserts.append((entry.actor, entry.version, entry.data, now))
-            else:
-                updates.append((entry.version, entry.data, now, entry.actor, entry.base))
+        writes = [
+            Write(e.actor, e.base, e.version, e.data, e.events or [], e.prune_before)
+            for e in group.values()
+        ]
         started = time.perf_counter()
         attempt = 0
         while True:
             fault = self._faults.pop(0) if self._faults else None
             try:
+                steps = _ops.commit_group(writes, time.time(), fault)
                 with anyio.CancelScope(shield=True):
-                    stale = await self._driver.commit(inserts, updates, fault)
+                    stale = cast(list[Stale], await self._driver.run(steps))
                 break
             except Exception as exc:
                 if is_transient(exc) and attempt < self.retries:
@@ -453,13 +571,15 @@ class Store:
         stale_actors = self._refuse(group, stale) if stale else ()
         written = len(group) - len(stale_actors)
         stats.snapshots += written
-        stats.bytes_written += size
         if written > stats.max_group:
             stats.max_group = written
         latest = self._latest
         for actor, entry in group.items():
             if actor in stale_actors:
                 continue
+            stats.bytes_written += entry.size
+            if entry.events:
+                stats.events += len(entry.events)
             if latest.get(actor) is entry:
                 del latest[actor]
             entry.release()
@@ -470,7 +590,6 @@ class Store:
         for actor, expected, found in stale:
             refused.add(actor)
             entry = group[actor]
-            self.stats.bytes_written -= len(entry.data)
 
             def make_error(
                 actor: str = actor, expected: int = expected, found: int | None = found
@@ -497,12 +616,12 @@ class Store:
     def _break_chain(
         self, actor: str, entry: _Entry, make_error: Callable[[], PersistenceError]
     ) -> None:
-        """Fail ``entry`` and the snapshot of the same actor queued after it (built on it)."""
+        """Fail ``entry`` and the writes of the same actor queued after it (built on it)."""
         if self._latest.get(actor) is entry:
             del self._latest[actor]
         entry.fail(make_error)
         later = self._pending.get(actor)
-        if later is not None and later.base == entry.version:
+        if later is not None:
             del self._pending[actor]
             if self._latest.get(actor) is later:
                 del self._latest[actor]
@@ -513,9 +632,11 @@ class Store:
         self._loads = []
         assert self._driver is not None
         actors: Sequence[str] = list({load.actor: None for load in loads})
+        journaled = list({load.actor: None for load in loads if load.journal})
         try:
             with anyio.CancelScope(shield=True):
-                found = await self._driver.load(actors)
+                result = await self._driver.run(_ops.load(actors, journaled))
+            found, tails = cast(tuple[_ops.Loaded, _ops.Journals], result)
         except Exception as exc:
             for load in loads:
                 error = PersistenceError(f"cannot load actor {load.actor!r}: {exc}")
@@ -526,7 +647,23 @@ class Store:
         self.stats.loads += len(actors)
         for load in loads:
             load.result = found.get(load.actor)
+            if load.journal:
+                load.tail = tails[load.actor]
             load.event.set()
+
+    async def _serve_ops(self) -> None:
+        ops = self._ops
+        self._ops = []
+        assert self._driver is not None
+        for op in ops:
+            try:
+                with anyio.CancelScope(shield=True):
+                    op.result = await self._driver.run(op.steps)
+            except Exception as exc:
+                error = PersistenceError(f"store operation failed: {exc}")
+                error.__cause__ = exc
+                op.error = error
+            op.event.set()
 
     def _fail_everything(self, error: PersistenceError) -> None:
         pending = self._pending
@@ -538,6 +675,11 @@ class Store:
             load.error = PersistenceError(str(error))
             load.event.set()
         self._loads = []
+        for op in self._ops:
+            op.steps.close()
+            op.error = PersistenceError(str(error))
+            op.event.set()
+        self._ops = []
 
 
 __all__ = ["InjectedFault", "Owner", "Store", "StoreStats", "Waiter"]

@@ -5,45 +5,38 @@ opens, from the event loop it opens on:
 
 * asyncio: :mod:`aiosqlite` (``_asyncio.py``), whose own thread runs each statement;
 * trio: stdlib :mod:`sqlite3` on a worker thread through ``anyio.to_thread`` (``_trio.py``),
-  one thread hop per group commit (aiosqlite does not run on trio).
+  one thread hop per operation however many statements it takes (aiosqlite does not run on
+  trio).
 
-Both run the same statements from :mod:`understudy.persistence._schema`, with the same
-transaction shape: an implicit ``BEGIN IMMEDIATE`` before the first write of a group, all the
-group's compare-and-set writes, then ``COMMIT`` — or ``ROLLBACK`` on any error, so a failed
-group leaves nothing behind. A driver is used by one task at a time (the store's writer).
+A driver only *runs* operations: the operations themselves (group commit, load, prune) are
+step generators in :mod:`understudy.persistence._ops`, written once for both. Both drivers
+use connections with an implicit ``BEGIN IMMEDIATE`` before the first write, and roll back
+whenever an operation raises, so a failed group leaves nothing behind. A driver is used by
+one task at a time (the store's writer).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Protocol
 
 import sniffio
 
 from understudy.errors import PersistenceError
-from understudy.persistence._schema import InsertRow, Stale, Synchronous, UpdateRow
+from understudy.persistence._ops import Steps
+from understudy.persistence._schema import Synchronous
 
 
 class Driver(Protocol):
-    """What the store needs from a driver. Each method is a checkpoint; none is safe to call
+    """What the store needs from a driver. Each method is a checkpoint; none may be called
     from two tasks at once."""
 
     name: str
     """Which driver this is: ``"aiosqlite"`` or ``"sqlite3-thread"``."""
 
-    async def commit(
-        self, inserts: list[InsertRow], updates: list[UpdateRow], fault: BaseException | None
-    ) -> list[Stale]:
-        """Write one group in one transaction and commit it; return the refused writes.
-
-        A write whose version check fails is left out (and returned); the others commit.
-        ``fault`` (a test hook) is raised after the writes and before ``COMMIT``. Raises the
-        driver's :class:`sqlite3.Error` after rolling back.
-        """
-        ...
-
-    async def load(self, actors: Sequence[str]) -> dict[str, tuple[int, bytes]]:
-        """The committed (version, state) of each of ``actors`` that has a row."""
+    async def run(self, steps: Steps) -> object:
+        """Run the operation ``steps`` (see :mod:`~understudy.persistence._ops`) and return
+        its result. Raises the driver's :class:`sqlite3.Error` (or what the operation
+        raised) after rolling back any open transaction."""
         ...
 
     async def close(self) -> None:
