@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_event_sourcing import Ledger, Op
 from test_persistence import Account, Deposit
 
 import understudy as us
@@ -69,3 +70,29 @@ def test_the_console_script_runs(store: Path) -> None:
         check=True,
     )
     assert "alice" in done.stdout
+
+
+async def _journal(db: Path) -> None:
+    async with us.Runtime(store=db) as rt:
+        ledger = await rt.spawn(Ledger, name="ledger")
+        await ledger.ask(Op(5))
+        await ledger.ask(Op(-2))
+
+
+def test_inspect_prints_an_actors_journal_in_order(tmp_path: Path) -> None:
+    db = tmp_path / "app.db"
+    us.run(_journal, db, backend="trio")
+    out = io.StringIO()
+    assert main(["inspect", str(db), "--journal", "ledger"], out) == 0
+    lines = out.getvalue().splitlines()
+    assert lines[1].split()[0] == "1"
+    assert lines[1].split()[2] == "Deposited"
+    assert lines[1].endswith('{"amount":5}')
+    assert lines[2].split()[2] == "Withdrew"
+    out = io.StringIO()
+    assert main(["inspect", str(db), "--journal", "ledger", "--json"], out) == 0
+    entries = json.loads(out.getvalue())["journal"]
+    assert [(e["seq"], e["kind"], e["event"]) for e in entries] == [
+        (1, "Deposited", {"amount": 5}),
+        (2, "Withdrew", {"amount": 2}),
+    ]

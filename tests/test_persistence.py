@@ -486,6 +486,32 @@ async def test_an_older_schema_is_migrated_forward(tmp_path: Path) -> None:
     conn.close()
 
 
+async def test_a_version_1_store_gains_the_journal_and_keeps_its_rows(tmp_path: Path) -> None:
+    db = tmp_path / "app.db"
+    conn = sqlite3.connect(db)
+    conn.execute(  # the layout understudy wrote at schema version 1
+        "CREATE TABLE snapshots (actor TEXT PRIMARY KEY, version INTEGER NOT NULL, "
+        "state BLOB NOT NULL, updated REAL NOT NULL)"
+    )
+    conn.execute(
+        "INSERT INTO snapshots VALUES ('alice', 4, ?, 0)",
+        (msgspec.msgpack.encode(Account.State(balance=40)),),
+    )
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    async with us.Runtime(store=db) as rt:
+        assert rt.store is not None
+        assert rt.store.schema_found == 1
+        alice = await rt.spawn(Account, name="alice")
+        assert await alice.ask(Deposit(2)) == 42
+        assert await rt.store.journal("alice") == []
+    assert committed_balance(db, "alice") == (5, 42)
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    conn.close()
+
+
 async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     db = tmp_path / "app.db"
     conn = sqlite3.connect(db)

@@ -29,7 +29,7 @@ from understudy.events import (
 )
 from understudy.mailbox import DEFAULT_CAPACITY, Overflow
 from understudy.messages import ExitReason, Message, Request, Terminated, decode
-from understudy.persistence import Store, StoreStats
+from understudy.persistence import EventSourced, Store, StoreStats
 from understudy.runtime import Runtime, run
 
 __version__ = "0.1.0"
@@ -48,6 +48,7 @@ __all__ = [
     "DeadLetters",
     "Durability",
     "Event",
+    "EventSourced",
     "EventStream",
     "ExitReason",
     "Killed",

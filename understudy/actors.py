@@ -101,8 +101,12 @@ class Persistence(Protocol):
     A cell without one (``Cell.persistence is None``) runs the plain serve loop and pays
     nothing for persistence."""
 
-    async def restore(self) -> Any:
-        """The state a new instance starts from (latest committed snapshot or ``State()``)."""
+    async def restore(self, instance: Actor) -> None:
+        """Set the state a new instance starts from (latest committed or ``State()``)."""
+        ...
+
+    def persist(self, instance: Actor, event: Any) -> None:
+        """Apply ``event`` to ``instance`` and journal it (event-sourced actors)."""
         ...
 
     async def serve(self, cell: Cell, instance: Actor) -> tuple[ExitReason, BaseException | None]:
@@ -566,6 +570,23 @@ class Context:
         cell.system.task_group.start_soon(timer._run, cell, msg, delay, interval, corr)
         return timer
 
+    async def persist(self, event: Any) -> None:
+        """Record ``event`` in this event-sourced actor's journal and apply it to the state.
+
+        The event is applied at once; it is committed with the other events of the message
+        being handled when that message completes (none of them if its handler raises), and
+        with ``durability="commit"`` the reply waits for that commit. Never blocks. Raises
+        ``TypeError`` if the actor is not an ``understudy.EventSourced`` actor or does not
+        declare the event's type.
+        """
+        cell = self._cell
+        if cell.persistence is None or cell.instance is None:
+            raise TypeError(
+                f"actor {cell.label!r} is not persistent: ctx.persist needs an "
+                "understudy.EventSourced actor"
+            )
+        cell.persistence.persist(cell.instance, event)
+
     def stop(self) -> None:
         """Stop this actor (reason ``normal``) once the current message is handled."""
         self._cell.mailbox.put_system(("stop", "normal"))
@@ -746,7 +767,7 @@ class Cell:
                 instance.state = state_type() if state_type is not None else None
                 try:
                     if self.persistence is not None:  # the last committed snapshot
-                        instance.state = await self.persistence.restore()
+                        await self.persistence.restore(instance)
                     if restarted_after is not None:
                         await instance.on_restart(restarted_after)
                     await instance.on_start()

@@ -6,6 +6,7 @@ and handler, so new subcommands are added beside the others without touching the
     understudy inspect app.db                 # persisted actors: version, update time, state
     understudy inspect app.db --actor alice   # only some actors
     understudy inspect app.db --json          # one JSON document, for scripts
+    understudy inspect app.db --journal ledger  # an event-sourced actor's journal, in order
 
 Exit status: 0 on success, 1 when the command failed (the reason on stderr), 2 for bad usage.
 """
@@ -34,17 +35,35 @@ def _add_inspect(commands: Any) -> None:
     parser.add_argument(
         "--actor", action="append", metavar="NAME", help="only this actor (repeatable)"
     )
+    parser.add_argument(
+        "--journal", metavar="NAME", help="print this event-sourced actor's journal instead"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.set_defaults(handler=_inspect)
 
 
 def _inspect(args: argparse.Namespace, out: TextIO) -> int:
-    from understudy.persistence._inspect import schema_version, snapshot_records
+    from understudy.persistence._inspect import journal_records, schema_version, snapshot_records
 
+    if args.journal is not None:
+        entries = journal_records(args.store, args.journal)
+        if args.json:
+            _write_json(out, {"store": args.store, "actor": args.journal, "journal": entries})
+        elif not entries:
+            out.write(f"no journal entries for {args.journal!r}\n")
+        else:
+            out.write(f"{'SEQ':>8}  {'RECORDED (UTC)':<32}  {'KIND':<20}  EVENT\n")
+            for entry in entries:
+                event = msgspec.json.encode(entry["event"]).decode()
+                out.write(
+                    f"{entry['seq']:>8}  {entry['recorded']:<32}  {entry['kind']:<20}  {event}\n"
+                )
+        return 0
     records = snapshot_records(args.store, args.actor)
     if args.json:
-        document = {"store": args.store, "schema": schema_version(args.store), "actors": records}
-        out.write(msgspec.json.format(msgspec.json.encode(document).decode(), indent=2) + "\n")
+        _write_json(
+            out, {"store": args.store, "schema": schema_version(args.store), "actors": records}
+        )
         return 0
     if not records:
         out.write("no persisted actors\n")
@@ -58,6 +77,10 @@ def _inspect(args: argparse.Namespace, out: TextIO) -> int:
             f"{record['updated']:<32}  {state}\n"
         )
     return 0
+
+
+def _write_json(out: TextIO, document: object) -> None:
+    out.write(msgspec.json.format(msgspec.json.encode(document).decode(), indent=2) + "\n")
 
 
 SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (_add_inspect,)

@@ -104,11 +104,13 @@ class CorruptState(PersistenceError):
     """
 
     def __init__(self, actor: str, version: int, detail: str, *, row: str = "snapshot") -> None:
-        into = "into its State" if row == "snapshot" else "into one of its event types"
+        if row == "snapshot":
+            what = f"its snapshot (version {version}) does not decode into its State"
+        else:
+            what = f"its journal entry (version {version}) cannot be replayed"
         super().__init__(
-            f"cannot restore actor {actor!r}: its {row} (version {version}) does not decode "
-            f"{into}: {detail}. Fix the type (new fields need defaults) or inspect the row "
-            "with `understudy inspect`"
+            f"cannot restore actor {actor!r}: {what}: {detail}. Fix the type (new fields "
+            "need defaults) or inspect the row with `understudy inspect`"
         )
         self.actor = actor
         self.version = version

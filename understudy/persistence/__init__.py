@@ -12,13 +12,19 @@ half-applied change (the next instance restores from the last committed snapshot
 a commit survives is the store's ``synchronous`` setting: ``"normal"`` (default) survives
 any crash of the process, ``"full"`` also a power loss.
 
+Event sourcing: an :class:`EventSourced` actor records changes as events with ``await
+self.ctx.persist(event)``; they go to an append-only journal (with sequence numbers), a
+snapshot is written every ``snapshot_every`` events, and a restart replays the journal after
+the latest snapshot. The journal is an audit trail (``Store.journal``) with retention
+(``retain_events``, ``Store.prune_journal``).
+
 The :class:`Store` commits in groups with one writer task, so many concurrent asks share one
 transaction; writes are compare-and-set on the version, so two runtimes on one file fail
 with :class:`~understudy.StaleState` instead of overwriting each other. SQLite runs through
 aiosqlite on asyncio and through stdlib ``sqlite3`` on a worker thread on trio.
 """
 
-from understudy.persistence._actor import DURABILITIES, Snapshots, attach
+from understudy.persistence._actor import DURABILITIES, EventSourced, Snapshots, attach
 from understudy.persistence._schema import SCHEMA_VERSION, SYNCHRONOUS, Synchronous
 from understudy.persistence._store import InjectedFault, Store, StoreStats
 
@@ -26,6 +32,7 @@ __all__ = [
     "DURABILITIES",
     "SCHEMA_VERSION",
     "SYNCHRONOUS",
+    "EventSourced",
     "InjectedFault",
     "Snapshots",
     "Store",

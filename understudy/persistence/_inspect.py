@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from understudy.persistence._schema import LIST_SNAPSHOTS, SCHEMA_VERSION
+from understudy.persistence._schema import LIST_SNAPSHOTS, SCHEMA_VERSION, SELECT_JOURNAL
 
 
 def _connect_ro(path: str) -> sqlite3.Connection:
@@ -53,6 +53,32 @@ def read_snapshots(path: str) -> list[tuple[str, int, float, bytes]]:
         conn.close()
 
 
+def read_journal(path: str, actor: str, after: int = 0) -> list[tuple[int, str, bytes, float]]:
+    """``actor``'s journal entries after ``after``: ``(seq, kind, event, recorded)``. Blocking."""
+    conn = _connect_ro(path)
+    try:
+        if int(conn.execute("PRAGMA user_version").fetchone()[0]) < 2:
+            return []  # written before the journal existed
+        return [
+            (int(seq), str(kind), bytes(event), float(recorded))
+            for seq, kind, event, recorded in conn.execute(SELECT_JOURNAL, (actor, after))
+        ]
+    finally:
+        conn.close()
+
+
+def _utc(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat()
+
+
+def journal_records(path: str, actor: str) -> list[dict[str, Any]]:
+    """``actor``'s journal as JSON-ready records (``seq``, ``recorded``, ``kind``, ``event``)."""
+    return [
+        {"seq": seq, "recorded": _utc(recorded), "kind": kind, "event": state_as_json(event)}
+        for seq, kind, event, recorded in read_journal(path, actor)
+    ]
+
+
 def state_as_json(data: bytes) -> Any:
     """A snapshot's state as JSON-ready data, or a description of why it does not decode."""
     try:
@@ -72,11 +98,18 @@ def snapshot_records(path: str, actors: list[str] | None = None) -> list[dict[st
             {
                 "actor": actor,
                 "version": version,
-                "updated": datetime.datetime.fromtimestamp(updated, datetime.UTC).isoformat(),
+                "updated": _utc(updated),
                 "state": state_as_json(data),
             }
         )
     return records
 
 
-__all__ = ["read_snapshots", "schema_version", "snapshot_records", "state_as_json"]
+__all__ = [
+    "journal_records",
+    "read_journal",
+    "read_snapshots",
+    "schema_version",
+    "snapshot_records",
+    "state_as_json",
+]
