@@ -1,7 +1,8 @@
 """A runtime in its own process, for the SIGKILL test (tests/test_persistence_crash.py).
 
-Usage: ``python tests/crash_server.py DB BACKEND ACTORS``. Serves persistent counters
-``c0 .. c{ACTORS-1}`` on a loopback TCP port, which it prints on stdout once ready. Each
+Usage: ``python tests/crash_server.py DB BACKEND ACTORS MODE``. Serves persistent counters
+``c0 .. c{ACTORS-1}`` — snapshot actors (MODE ``snapshot``) or event-sourced ones (MODE
+``events``) — on a loopback TCP port, which it prints on stdout once ready. Each
 request line ``<request id> <actor index>`` is an ask (``durability="commit"``) that records
 the request id in that actor's state; its reply line ``<request id> <count>`` is written
 only after the ask returned, i.e. after the effect was committed.
@@ -35,9 +36,28 @@ class Counter(us.Actor):
         return int(self.state.count)
 
 
-async def main(db: str, actors: int) -> None:
+class Bumped(msgspec.Struct):
+    request: int
+
+
+class JournaledCounter(us.EventSourced):
+    events = (Bumped,)
+    snapshot_every = 50
+    State = Counter.State
+
+    def apply(self, event: Bumped) -> None:
+        self.state.count += 1
+        self.state.requests.append(event.request)
+
+    async def bump(self, msg: Bump) -> int:
+        await self.ctx.persist(Bumped(msg.request))
+        return int(self.state.count)
+
+
+async def main(db: str, actors: int, mode: str) -> None:
+    kind = Counter if mode == "snapshot" else JournaledCounter
     async with us.Runtime(store=db) as rt:
-        refs = [await rt.spawn(Counter, name=f"c{i}") for i in range(actors)]
+        refs = [await rt.spawn(kind, name=f"c{i}") for i in range(actors)]
         lock = anyio.Lock()
 
         async def serve(client: anyio.abc.SocketStream) -> None:
@@ -64,4 +84,4 @@ async def main(db: str, actors: int) -> None:
 
 
 if __name__ == "__main__":
-    us.run(main, sys.argv[1], int(sys.argv[3]), backend=sys.argv[2])  # type: ignore[arg-type]
+    us.run(main, sys.argv[1], int(sys.argv[3]), sys.argv[4], backend=sys.argv[2])  # type: ignore[arg-type]

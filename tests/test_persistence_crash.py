@@ -4,7 +4,8 @@ A runtime serving asks against persistent actors runs in a subprocess
 (``tests/crash_server.py``). The test sends it requests over loopback TCP, records every
 reply it gets (a reply means: committed), SIGKILLs the process at a random moment, starts
 it again on the same file, and repeats. Afterwards the file must hold every acknowledged
-request exactly once, and each actor's version must never have gone back.
+request exactly once, and each actor's version must never have gone back. Both kinds of
+persistent actor: snapshot actors, and event-sourced ones (recovered by snapshot + replay).
 """
 
 from __future__ import annotations
@@ -33,21 +34,37 @@ class CounterState(msgspec.Struct):
     requests: list[int] = msgspec.field(default_factory=list)
 
 
+class Bumped(msgspec.Struct):
+    request: int
+
+
 def on_disk(db: Path) -> dict[str, tuple[int, CounterState]]:
+    """Each actor's committed version and state: its snapshot plus, for an event-sourced
+    actor, its journal after the snapshot replayed (what a restart will see)."""
     conn = sqlite3.connect(db)
     try:
         rows = conn.execute("SELECT actor, version, state FROM snapshots").fetchall()
+        found = {a: (v, msgspec.msgpack.decode(s, type=CounterState)) for a, v, s in rows}
+        journal = conn.execute("SELECT actor, seq, event FROM journal ORDER BY actor, seq")
+        for actor, seq, data in journal:
+            version, state = found.get(actor, (0, CounterState()))
+            if seq <= version:
+                continue
+            assert seq == version + 1, f"{actor}: the journal skips from {version} to {seq}"
+            state.count += 1
+            state.requests.append(msgspec.msgpack.decode(data, type=Bumped).request)
+            found[actor] = (seq, state)
     finally:
         conn.close()
-    return {a: (v, msgspec.msgpack.decode(s, type=CounterState)) for a, v, s in rows}
+    return found
 
 
 def run_until_killed(
-    db: Path, backend: str, rng: random.Random, next_id: int, acked: dict[int, int]
+    db: Path, backend: str, mode: str, rng: random.Random, next_id: int, acked: dict[int, int]
 ) -> int:
     """One life of the server: load it, kill it at a random moment; the next request id."""
     server = subprocess.Popen(
-        [sys.executable, str(SERVER), str(db), backend, str(ACTORS)],
+        [sys.executable, str(SERVER), str(db), backend, str(ACTORS), mode],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -110,9 +127,9 @@ def run_until_killed(
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize(("mode", "seed"), [("snapshot", 1), ("snapshot", 2), ("events", 3)])
 def test_sigkill_under_load_loses_no_acknowledged_effect(
-    tmp_path: Path, backend: str, seed: int
+    tmp_path: Path, backend: str, mode: str, seed: int
 ) -> None:
     rng = random.Random(seed)
     db = tmp_path / "crash.db"
@@ -120,7 +137,7 @@ def test_sigkill_under_load_loses_no_acknowledged_effect(
     versions: dict[str, int] = {}
     next_id = 0
     for _ in range(3):
-        next_id = run_until_killed(db, backend, rng, next_id, acked)
+        next_id = run_until_killed(db, backend, mode, rng, next_id, acked)
         stored = on_disk(db)
         for actor, (version, state) in stored.items():
             assert version >= versions.get(actor, 0), f"{actor} went back to version {version}"
