@@ -12,7 +12,8 @@ For each backend (asyncio: aiosqlite driver; trio: sqlite3 on a worker thread) a
   compare-and-set UPDATE and state bytes);
 * for the record: the same durable asks with the actor waiting for each of its commits
   before its next message (the mode understudy does *not* use; see
-  ``understudy/persistence/_actor.py``).
+  ``understudy/persistence/_actor.py``), and both modes with all 100 callers asking one
+  hot actor.
 
 Reported: asks/s, commits/s, mean group size (snapshots per commit), p50/p99 ask latency,
 write amplification (state bytes, and bytes the process wrote to files, per acknowledged ask),
@@ -81,19 +82,19 @@ class Result:
         commits = f"{self.commits / self.seconds:>10,.0f}" if self.commits else f"{'-':>10}"
         group = f"{self.mean_group:>6.1f}" if self.commits else f"{'-':>6}"
         if self.state_bytes:
-            amp = f"{self.state_bytes / self.asks:>6.0f} {self.file_bytes / self.asks:>7.0f}"
+            amp = f"{self.state_bytes / self.asks:>6.1f} {self.file_bytes / self.asks:>7.0f}"
         else:
             amp = f"{'-':>6} {'-':>7}"
         p50s = f"{p50:>8.0f}" if lat else f"{'-':>8}"
         p99s = f"{p99:>8.0f}" if lat else f"{'-':>8}"
         return (
-            f"  {self.label:<34} {self.rate:>10,.0f} {commits} {group} {p50s} {p99s} {amp}"
+            f"  {self.label:<40} {self.rate:>10,.0f} {commits} {group} {p50s} {p99s} {amp}"
             f"  {baseline}"
         )
 
 
 HEADER = (
-    f"  {'':<34} {'asks/s':>10} {'commits/s':>10} {'group':>6} {'p50 µs':>8} {'p99 µs':>8}"
+    f"  {'':<40} {'asks/s':>10} {'commits/s':>10} {'group':>6} {'p50 µs':>8} {'p99 µs':>8}"
     f" {'B/ask':>6} {'wB/ask':>7}"
 )
 
@@ -110,7 +111,13 @@ def written_bytes() -> int:
 
 
 async def durable_asks(
-    label: str, db: Path | None, synchronous: str, asks: int, *, pipeline: bool = True
+    label: str,
+    db: Path | None,
+    synchronous: str,
+    asks: int,
+    *,
+    pipeline: bool = True,
+    actors: int = ACTORS,
 ) -> Result:
     store = us.Store(db, synchronous=synchronous) if db is not None else None  # type: ignore[arg-type]
     Snapshots.pipeline = pipeline
@@ -119,7 +126,7 @@ async def durable_asks(
             persistent = store is not None
             refs = [
                 await rt.spawn(Account, name=f"acct-{i}", persistent=persistent)
-                for i in range(ACTORS)
+                for i in range(actors)
             ]
             per_caller = asks // CALLERS
             latencies: list[float] = []
@@ -129,7 +136,7 @@ async def durable_asks(
                 record = latencies.append
                 msg = Deposit(1)
                 for j in range(per_caller):
-                    ref = refs[(i + j) % ACTORS]
+                    ref = refs[(i + j) % actors]
                     t0 = clock()
                     await ref.ask(msg)
                     record(clock() - t0)
@@ -294,6 +301,25 @@ def run_backend(backend: str, workdir: Path, asks: int, recover: int) -> list[st
         pipeline=False,
     )
     lines.append(waiting.row(f"{waiting.rate / rows['durable-normal'].rate:.2f}x pipelined"))
+    hot = run(
+        durable_asks,
+        "one hot actor, NORMAL",
+        workdir / f"hot-{backend}.db",
+        "normal",
+        asks // 5,
+        actors=1,
+    )
+    lines.append(hot.row())
+    hot_waiting = run(
+        durable_asks,
+        "one hot actor, waits each commit",
+        workdir / f"hot-waiting-{backend}.db",
+        "normal",
+        asks // 5,
+        actors=1,
+        pipeline=False,
+    )
+    lines.append(hot_waiting.row(f"{hot_waiting.rate / hot.rate:.2f}x pipelined"))
     concurrent, sequential, plain_spawn = run(recovery, workdir / f"recover-{backend}.db", recover)
     lines.append(
         f"  recovery of {recover:,} persistent actors: {concurrent:.2f} s spawned concurrently "
