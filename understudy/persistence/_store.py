@@ -26,6 +26,7 @@ before it and a busy writer cannot starve them.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import sqlite3
@@ -50,6 +51,9 @@ from understudy.persistence._schema import (
     is_transient,
     prepare,
 )
+
+
+logger = logging.getLogger("understudy")
 
 
 class Owner(Protocol):
@@ -563,6 +567,15 @@ class Store:
                     await anyio.sleep(delay * (0.5 + random.random()))
                     continue
                 self.stats.failed_groups += 1
+                logger.error(
+                    "store %r: a group of %d actors' writes was not committed (after %d "
+                    "attempts); their asks get PersistenceError and the actors fail",
+                    self.path,
+                    len(group),
+                    attempt + 1,
+                    exc_info=exc,
+                    extra={"actor": None, "correlation_id": None},
+                )
                 self._fail_group(group, exc)
                 return
         stats = self.stats
