@@ -12,6 +12,7 @@ from understudy.errors import (
     MailboxFull,
     NameTaken,
     PersistenceError,
+    RestartIntensityExceeded,
     RuntimeClosed,
     StaleState,
     UnderstudyError,
@@ -31,11 +32,44 @@ from understudy.mailbox import DEFAULT_CAPACITY, Overflow
 from understudy.messages import ExitReason, Message, Request, Terminated, decode
 from understudy.persistence import EventSourced, Store, StoreStats
 from understudy.runtime import Runtime, run
+from understudy.supervision import (
+    Backoff,
+    Child,
+    ChildBackoff,
+    ChildCounts,
+    ChildInfo,
+    ChildRestarted,
+    Escalated,
+    OneForAll,
+    OneForOne,
+    RestForOne,
+    SimpleOneForOne,
+    Strategy,
+    Supervisor,
+    SupervisorGaveUp,
+    SupervisorRef,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_CAPACITY",
+    "Backoff",
+    "Child",
+    "ChildBackoff",
+    "ChildCounts",
+    "ChildInfo",
+    "ChildRestarted",
+    "Escalated",
+    "OneForAll",
+    "OneForOne",
+    "RestForOne",
+    "RestartIntensityExceeded",
+    "SimpleOneForOne",
+    "Strategy",
+    "Supervisor",
+    "SupervisorGaveUp",
+    "SupervisorRef",
     "Actor",
     "ActorFailed",
     "ActorStarted",

@@ -73,6 +73,7 @@ class ActorSystem(Protocol):
     events: EventStream
     dead_letters: DeadLetters
     default_capacity: int
+    clock: Callable[[], float]
     closed: bool
     shutting_down: bool
 
@@ -324,6 +325,12 @@ class Ref:
     def __repr__(self) -> str:
         return f"<Ref {self._cell.label}>"
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Ref) and other._cell is self._cell
+
+    def __hash__(self) -> int:
+        return hash(self._cell)
+
     async def tell(self, msg: Message) -> None:
         """Send ``msg`` without waiting for it to be handled.
 
@@ -403,7 +410,13 @@ class Timer:
         self._timers.discard(self)
 
     async def _run(
-        self, cell: Cell, msg: Message, delay: float, interval: float | None, corr: int | None
+        self,
+        cell: Cell,
+        msg: Message,
+        delay: float,
+        interval: float | None,
+        corr: int | None,
+        system_lane: bool = False,
     ) -> None:
         _current.set(None)
         with anyio.CancelScope() as scope:
@@ -414,6 +427,10 @@ class Timer:
                 cell.actor_class, msg, cell.label
             )
             await anyio.sleep(delay)
+            if system_lane:
+                self._timers.discard(self)
+                cell.mailbox.put_system(("message", msg))
+                return
             while True:
                 tick = corr if corr is not None else next(cell.system.correlation_ids)
                 envelope: Envelope = (msg, handler, None, tick)
@@ -570,6 +587,15 @@ class Context:
         cell.system.task_group.start_soon(timer._run, cell, msg, delay, interval, corr)
         return timer
 
+    def schedule_system(self, delay: float, msg: Message) -> Timer:
+        """Put ``msg`` in this actor's system lane after ``delay`` (runtime-internal)."""
+        timer = Timer(self._timers)
+        self._timers.add(timer)
+        self._cell.system.task_group.start_soon(
+            timer._run, self._cell, msg, delay, None, None, True
+        )
+        return timer
+
     async def persist(self, event: Any) -> None:
         """Record ``event`` in this event-sourced actor's journal and apply it to the state.
 
@@ -624,9 +650,11 @@ class Cell:
         "exit_error",
         "exit_reason",
         "factory",
+        "generation",
         "handlers",
         "id",
         "instance",
+        "instance_done",
         "label",
         "linked",
         "mailbox",
@@ -634,8 +662,10 @@ class Cell:
         "parent",
         "persistence",
         "ref",
+        "restarts",
         "scope",
         "shutdown",
+        "stopping",
         "supervisor",
         "system",
         "terminated",
@@ -678,6 +708,11 @@ class Cell:
         self.watchers: set[Cell] | None = None
         self.watching: set[Cell] | None = None
         self.supervisor: Supervising | None = None
+        self.generation = 0
+        """Instances started so far; a supervisor's note about an older one is stale."""
+        self.restarts = 0
+        self.stopping = False
+        self.instance_done: anyio.Event | None = None
         self.done: anyio.Event | None = None
         self.exit_reason: ExitReason | None = None
         self.exit_error: BaseException | None = None
@@ -759,8 +794,13 @@ class Cell:
         error: BaseException | None = None
         started = False
         try:
-            with anyio.CancelScope() as scope:
+            # Shielded: cancelling the host (or the runtime's task group) must not kill
+            # actors where they stand; the runtime stops them gracefully, and a kill
+            # cancels this scope itself.
+            with anyio.CancelScope(shield=True) as scope:
                 self.scope = scope
+                self.generation += 1
+                self.stopping = False
                 self.current = (None, None, None, next(self.system.correlation_ids))
                 self.ctx = instance.ctx = Context(self)
                 state_type = self.actor_class.State
@@ -787,6 +827,7 @@ class Cell:
                     reason, error = await self.serve(instance)
                 else:
                     reason, error = await self.persistence.serve(self, instance)
+                self.stopping = True
                 await self.stop_children()
                 try:
                     await instance.on_stop()
@@ -860,6 +901,12 @@ class Cell:
         kind = item[0]
         if kind == "stop":
             return item[1], None
+        if kind == "message":  # a runtime-internal message that must overtake user messages
+            try:
+                await self.handlers[type(item[1])](instance, item[1])
+            except Exception as exc:
+                return "failed", exc
+            return None
         if kind == "terminated":
             note: Terminated = item[1]
             handler = self.handlers.get(Terminated)
@@ -887,6 +934,10 @@ class Cell:
         """Let go of the ended instance's scope, timers and children (no awaits)."""
         self.scope = None
         self.instance = None
+        self.stopping = True
+        if self.instance_done is not None:
+            self.instance_done.set()
+            self.instance_done = None
         if self.ctx is not None:
             self.ctx._cancel_timers()
             self.ctx = None
@@ -997,6 +1048,24 @@ class Cell:
                 self.done = anyio.Event()
             await self.done.wait()
 
+    async def end_instance(self, timeout: float) -> None:
+        """Stop the running instance (not the identity) like a stop request, killing it after
+        ``timeout``; its supervisor is expected to start the next one."""
+        if self.instance is None:
+            return
+        request = ("stop", "shutdown")
+        self.mailbox.put_system(request)
+        done = self.instance_done
+        if done is None:
+            done = self.instance_done = anyio.Event()
+        with anyio.move_on_after(timeout):
+            await done.wait()
+        if self.instance is not None:
+            self.kill()
+            await done.wait()
+        # The instance may have ended on its own first; the request must not stop the next.
+        self.mailbox.system[:] = [item for item in self.mailbox.system if item is not request]
+
     async def stop(self, reason: ExitReason = "shutdown", timeout: float | None = None) -> None:
         """Ask the identity to stop after its current message; kill it after ``timeout``."""
         if self.terminated:
@@ -1022,11 +1091,19 @@ def _check_name(name: object) -> str | None:
     return name
 
 
-def _check_shutdown(shutdown: object) -> float:
+def check_shutdown(shutdown: object, where: str = "spawn") -> float:
+    """Seconds of grace from a ``shutdown`` option: a positive number, ``"infinity"``, or
+    ``"brutal_kill"`` (0: cancelled at once, ``on_stop`` does not run)."""
+    if shutdown == "brutal_kill":
+        return 0.0
+    if shutdown == "infinity":
+        return math.inf
     if isinstance(shutdown, bool) or not isinstance(shutdown, (int, float)):
-        raise TypeError(f"spawn: shutdown must be a number of seconds, not {shutdown!r}")
+        raise TypeError(
+            f"{where}: shutdown must be seconds, 'infinity' or 'brutal_kill', not {shutdown!r}"
+        )
     if not shutdown > 0:
-        raise ValueError(f"spawn: shutdown must be positive, not {shutdown!r}")
+        raise ValueError(f"{where}: shutdown must be positive, not {shutdown!r}")
     return float(shutdown)
 
 
@@ -1051,10 +1128,10 @@ async def spawn_cell(
     actor: object,
     *,
     name: str | None,
-    capacity: int | None,
-    overflow: Overflow,
-    shutdown: float,
-    id: int | None = None,
+    capacity: int | None = None,
+    overflow: Overflow = "block",
+    shutdown: float | str = DEFAULT_SHUTDOWN,
+    supervisor: Supervising | None = None,
     persistent: bool | None = None,
     durability: Durability | None = None,
 ) -> Cell:
@@ -1071,19 +1148,22 @@ async def spawn_cell(
     name = _check_name(name)
     cap = system.default_capacity if capacity is None else check_capacity(capacity, where)
     policy = check_overflow(overflow, where)
-    grace = _check_shutdown(shutdown)
+    grace = check_shutdown(shutdown, where)
     actor_class, factory = actor_class_of(actor, where)
     cell = Cell(
         system,
         actor_class,
         factory,
-        id=id if id is not None else next(system.correlation_ids),
+        id=next(system.correlation_ids),
         name=name,
         parent=parent,
         capacity=cap,
         overflow=policy,
         shutdown=grace,
     )
+    if supervisor is not None:
+        cell.supervisor = supervisor
+        cell.linked = False  # a supervisor hears of its children's exits through the hook
     if persistent if persistent is not None else actor_class.persistent:
         cell.persistence = system.persistence(cell, durability)
     elif durability is not None:

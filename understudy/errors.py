@@ -57,6 +57,25 @@ class Killed(UnderstudyError):
     """
 
 
+class RestartIntensityExceeded(UnderstudyError):
+    """A supervisor saw more than ``max_restarts`` restarts within ``within`` seconds, stopped
+    its children and failed (OTP's restart intensity). Its own supervisor handles that as a
+    child failure; at the root, ``rt.wait()`` returns it and leaving the runtime raises it.
+    ``__cause__`` is the last child failure."""
+
+    def __init__(
+        self, supervisor: str, max_restarts: int, within: float, last_error: BaseException | None
+    ) -> None:
+        super().__init__(
+            f"supervisor {supervisor!r} gave up: more than {max_restarts} restarts within "
+            f"{within} s (last: {last_error!r})"
+        )
+        self.supervisor = supervisor
+        self.max_restarts = max_restarts
+        self.within = within
+        self.__cause__ = last_error
+
+
 # -- persistence ---------------------------------------------------------------------------
 
 
@@ -118,6 +137,7 @@ class CorruptState(PersistenceError):
 
 
 __all__ = [
+    "RestartIntensityExceeded",
     "ActorStopped",
     "ChildFailed",
     "CorruptState",

@@ -15,6 +15,7 @@ queued become dead letters with reason ``shutdown``. No task is left running aft
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import secrets
@@ -38,7 +39,9 @@ from understudy.actors import (
 from understudy.errors import NameTaken, RuntimeClosed, UnknownActor
 from understudy.events import DeadLetters, EventStream
 from understudy.mailbox import DEFAULT_CAPACITY, Overflow, check_capacity
+from understudy.messages import ExitReason
 from understudy.persistence import Store, attach
+from understudy.supervision import Supervisor, SupervisorActor, SupervisorRef, _TerminateChild
 
 T = TypeVar("T")
 
@@ -48,10 +51,13 @@ class Runtime:
 
     ``mailbox_capacity`` is the default bound of every mailbox (``capacity=`` on spawn
     overrides it); ``dead_letter_capacity`` is how many recent dead letters are kept for
-    inspection (all are counted). ``store`` is where persistent actors keep their state: a
-    SQLite file path (created if missing) or a :class:`~understudy.Store` for non-default
-    settings; ``None`` (default) means no persistence. The runtime opens the store when it
-    starts and closes it after every actor stopped.
+    inspection (all are counted); ``clock`` is a zero-argument function returning monotonic
+    seconds, read by restart intensity windows and backoff resets (default: the event loop's
+    clock, ``anyio.current_time``, so trio's ``MockClock`` drives it in tests). ``store`` is
+    where persistent actors keep their state: a SQLite file path (created if missing) or a
+    :class:`~understudy.Store` for non-default settings; ``None`` (default) means no
+    persistence. The runtime opens the store when it starts and closes it after every actor
+    stopped.
     """
 
     def __init__(
@@ -59,8 +65,12 @@ class Runtime:
         *,
         mailbox_capacity: int = DEFAULT_CAPACITY,
         dead_letter_capacity: int = 1000,
+        clock: Callable[[], float] | None = None,
         store: str | os.PathLike[str] | Store | None = None,
     ) -> None:
+        if clock is not None and not callable(clock):
+            raise TypeError(f"Runtime(clock=) must be a function returning seconds, not {clock!r}")
+        self.clock: Callable[[], float] = clock if clock is not None else anyio.current_time
         self.default_capacity = check_capacity(mailbox_capacity, "Runtime(mailbox_capacity=)")
         check_capacity(dead_letter_capacity, "Runtime(dead_letter_capacity=)")
         self.events = EventStream()
@@ -74,7 +84,13 @@ class Runtime:
         self._names: dict[str, Cell] = {}
         self._top: dict[int, Cell] = {}
         self._task_group: TaskGroup | None = None
+        self._host_scope: anyio.CancelScope | None = None
         self._entered = False
+        self._roots: set[int] = set()
+        self._roots_done: anyio.Event | None = None
+        self._fatal: BaseException | None = None
+        self._fatal_reported = False
+        self._waiters = 0
         self.store: Store | None = (
             store if store is None or isinstance(store, Store) else Store(store)
         )
@@ -95,6 +111,10 @@ class Runtime:
                 self._task_group.cancel_scope.cancel()
                 await self._task_group.__aexit__(None, None, None)
                 raise
+        # The body of `async with` runs in this scope: a root supervisor giving up cancels it.
+        self._host_scope = anyio.CancelScope()
+        self._host_scope.__enter__()
+        self._roots_done = anyio.Event()
         self.closed = False
         return self
 
@@ -105,6 +125,9 @@ class Runtime:
         tb: TracebackType | None,
     ) -> bool | None:
         task_group = self.task_group
+        assert self._host_scope is not None
+        if self._host_scope.__exit__(exc_type, exc, tb):
+            exc_type, exc, tb = None, None, None  # the cancellation we caused: not an error
         self.shutting_down = True
         try:
             # Shielded: a host being cancelled still gets a bounded, graceful shutdown
@@ -119,8 +142,14 @@ class Runtime:
             self.closed = True
             self.events.close()
             task_group.cancel_scope.cancel()  # timers and anything else still running
-            suppress = await task_group.__aexit__(exc_type, exc, tb)
-        return suppress
+            if self._roots_done is not None:
+                self._roots_done.set()
+            # Actor tasks never raise into the group, so the body's own exception (if any)
+            # propagates as it is instead of wrapped in an ExceptionGroup.
+            await task_group.__aexit__(None, None, None)
+        if self._fatal is not None and not self._fatal_reported and exc_type is None:
+            raise self._fatal
+        return None
 
     async def _stop_all(self) -> None:
         while self._top:
@@ -209,6 +238,52 @@ class Runtime:
         )
         return cell.ref
 
+    async def start(self, tree: Supervisor) -> SupervisorRef:
+        """Start a supervision tree as a root and return its ref once every child started.
+
+        Raises what a child's ``on_start`` raised (the children already started are stopped
+        first). If the root gives up (:class:`RestartIntensityExceeded`), :meth:`wait`
+        returns that error; if nobody waits, the body of ``async with`` is cancelled and
+        leaving it raises the error.
+        """
+        if not isinstance(tree, Supervisor):
+            raise TypeError(f"start: expected a us.Supervisor spec, not {tree!r}")
+        cell = await spawn_cell(
+            self,
+            None,
+            functools.partial(SupervisorActor, tree),
+            name=tree.name,
+            capacity=None,
+            overflow="block",
+            shutdown=tree.shutdown,
+            supervisor=_RootGuard(self),
+        )
+        self._roots.add(cell.id)
+        return SupervisorRef(cell)
+
+    async def wait(self) -> BaseException | None:
+        """Wait until every tree started with :meth:`start` has ended; return the error a
+        root gave up with (then leaving the runtime does not raise it again), or None when
+        they all shut down normally (e.g. by ``auto_shutdown``). Returns at once if no tree
+        is running."""
+        if self._roots and self._fatal is None and self._roots_done is not None:
+            self._waiters += 1
+            try:
+                await self._roots_done.wait()
+            finally:
+                self._waiters -= 1
+        self._fatal_reported = self._fatal is not None
+        return self._fatal
+
+    def _root_ended(self, cell: Cell, reason: ExitReason, error: BaseException | None) -> None:
+        self._roots.discard(cell.id)
+        if reason in ("failed", "killed") and self._fatal is None:
+            self._fatal = error
+            if not self._waiters and self._host_scope is not None:
+                self._host_scope.cancel()
+        if (self._fatal is not None or not self._roots) and self._roots_done is not None:
+            self._roots_done.set()
+
     def ref(self, name: str) -> Ref:
         """The ref of the live actor called ``name``. Raises :class:`UnknownActor`."""
         if self.closed and self._entered:
@@ -229,10 +304,27 @@ class Runtime:
         cell = _cell_of(ref, "stop")
         if self.closed:
             raise RuntimeClosed("cannot stop an actor: the runtime has exited")
+        supervisor = cell.supervisor
+        if isinstance(supervisor, SupervisorActor) and not cell.terminated:
+            # A supervised child stopped from outside is terminated through its supervisor,
+            # which would otherwise restart it.
+            await supervisor.ctx.self_ref.ask(_TerminateChild(cell.label))
+            return
         await cell.stop("shutdown", cell.shutdown if timeout is None else timeout)
 
     def __contains__(self, name: object) -> bool:
         return name in self._names
+
+
+class _RootGuard:
+    """The supervising hook of a root supervisor: its end is the runtime's business."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def child_exited(self, cell: Cell, reason: ExitReason, error: BaseException | None) -> bool:
+        self.runtime._root_ended(cell, reason, error)
+        return False
 
 
 def run(

@@ -330,7 +330,7 @@ class Snapshots:
                 outcome = await cell.system_message(instance, item)
                 if outcome is not None:
                     return outcome
-                if item[0] == "terminated":  # its handler may have changed the state
+                if item[0] != "stop":  # a Terminated (or internal) handler may change state
                     try:
                         self.completed(instance.state, None, None)
                     except Exception as exc:

@@ -52,7 +52,6 @@ from understudy.persistence._schema import (
     prepare,
 )
 
-
 logger = logging.getLogger("understudy")
 
 
