@@ -563,7 +563,12 @@ class Store:
                     attempt += 1
                     self.stats.retries += 1
                     delay = self.retry_backoff * 2 ** (attempt - 1)
-                    await anyio.sleep(delay * (0.5 + random.random()))
+                    try:
+                        await anyio.sleep(delay * (0.5 + random.random()))
+                    except BaseException:
+                        # The writer is cancelled (its task group is): nobody will retry.
+                        self._fail_group(group, exc)
+                        raise
                     continue
                 self.stats.failed_groups += 1
                 logger.error(
