@@ -1,11 +1,8 @@
-"""Shared test settings: backend-neutral tests run on asyncio and on trio."""
-
-from __future__ import annotations
+"""Every ``@pytest.mark.anyio`` test runs once on asyncio and once on trio."""
 
 import pytest
 
 
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
-    """``@pytest.mark.anyio`` tests run once per backend."""
-    return str(request.param)
+    return request.param
