@@ -4,6 +4,7 @@ The public API is re-exported here; import it as ``import understudy as us``.
 """
 
 from understudy.actors import Actor, Context, Ref, Timer
+from understudy.chaos import Chaos, Fault, FaultInjected, InjectedFault
 from understudy.errors import (
     ActorStopped,
     ChildFailed,
@@ -50,6 +51,10 @@ from understudy.supervision import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Chaos",
+    "Fault",
+    "FaultInjected",
+    "InjectedFault",
     "DEFAULT_CAPACITY",
     "Backoff",
     "Child",
