@@ -238,6 +238,8 @@ class Actor:
         # String annotations (``from __future__ import annotations``) may name message types
         # local to the function that defines the actor: resolve them in that namespace too.
         caller = sys._getframe(1)
+        while caller.f_code.co_name == "__init_subclass__" and caller.f_back is not None:
+            caller = caller.f_back  # a subclass's own __init_subclass__ called super()
         cls._handlers = _build_handlers(cls, {**caller.f_globals, **caller.f_locals})
         cls._declared = frozenset(cls._handlers)
 
@@ -557,6 +559,10 @@ class Context:
         self, msg: Message, delay: float, interval: float | None, corr: int | None
     ) -> Timer:
         cell = self._cell
+        if cell.ctx is not self:
+            raise ActorStopped(
+                f"cannot schedule on actor {cell.label!r}: this context's instance has ended"
+            )
         if cell.handlers.get(type(msg)) is None:
             resolve_handler(cell.actor_class, msg, cell.label)
         timer = Timer(self._timers)
@@ -692,7 +698,7 @@ class Cell:
                     raise RuntimeClosed(
                         f"cannot send to actor {self.label!r}: its runtime has exited"
                     )
-                self.dead_letter(envelope, "stopped")
+                self.dead_letter(envelope, "shutdown" if self.system.shutting_down else "stopped")
                 if envelope[2] is not None:
                     raise ActorStopped(f"actor {self.label!r} has stopped")
                 return

@@ -32,6 +32,7 @@ from understudy.actors import (
     Cell,
     Ref,
     _cell_of,
+    _current,
     check_positive,
     spawn_cell,
 )
@@ -297,6 +298,11 @@ class Runtime:
             timeout = check_positive(timeout, f"stop({cell.label!r}): timeout")
         if self.closed:
             raise RuntimeClosed("cannot stop an actor: the runtime has exited")
+        if _current.get() is cell:
+            raise RuntimeError(
+                f"actor {cell.label!r} cannot rt.stop() itself (it would wait for its own "
+                "end): use self.ctx.stop()"
+            )
         supervisor = cell.supervisor
         if isinstance(supervisor, SupervisorActor) and not cell.terminated:
             # A supervised child stopped from outside is terminated through its supervisor,
