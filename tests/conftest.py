@@ -1,8 +1,7 @@
-"""Every ``@pytest.mark.anyio`` test runs once on asyncio and once on trio."""
-
 import pytest
 
 
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return request.param
+    """Run every ``@pytest.mark.anyio`` test on both backends."""
+    return str(request.param)

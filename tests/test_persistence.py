@@ -383,7 +383,7 @@ async def test_a_lock_held_by_another_connection_is_waited_out(tmp_path: Path) -
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(ask)
-            while store.stats.retries == 0:  # noqa: ASYNC110 (polls the store's counter)
+            while store.stats.retries == 0:
                 await anyio.sleep(0.01)
             other.execute("ROLLBACK")
         other.close()

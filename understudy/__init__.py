@@ -4,6 +4,7 @@ The public API is re-exported here; import it as ``import understudy as us``.
 """
 
 from understudy.actors import Actor, Context, Durability, Ref, Timer
+from understudy.chaos import Chaos, Fault, FaultInjected, InjectedFault
 from understudy.errors import (
     ActorStopped,
     ChildFailed,
@@ -30,6 +31,7 @@ from understudy.events import (
 )
 from understudy.mailbox import DEFAULT_CAPACITY, Overflow
 from understudy.messages import ExitReason, Message, Request, Terminated, decode
+from understudy.metrics import ActorInfo
 from understudy.persistence import EventSourced, Store, StoreStats
 from understudy.runtime import Runtime, run
 from understudy.supervision import (
@@ -53,6 +55,10 @@ from understudy.supervision import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Chaos",
+    "Fault",
+    "FaultInjected",
+    "InjectedFault",
     "DEFAULT_CAPACITY",
     "Backoff",
     "Child",
@@ -72,6 +78,7 @@ __all__ = [
     "SupervisorRef",
     "Actor",
     "ActorFailed",
+    "ActorInfo",
     "ActorStarted",
     "ActorStopped",
     "ActorTerminated",

@@ -13,9 +13,11 @@ group, inside a cancel scope of its own (which is how a kill or a shutdown timeo
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import math
+import sys
 import types
 import typing
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
@@ -37,6 +39,7 @@ from understudy.events import (
 )
 from understudy.mailbox import Mailbox, Overflow, check_capacity, check_overflow
 from understudy.messages import ExitReason, Message, Request, Terminated, check_message_type
+from understudy.meter import Meter
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup, TaskStatus
@@ -47,9 +50,12 @@ R = TypeVar("R")
 A = TypeVar("A", bound="Actor")
 
 Handler = Callable[[Any, Any], Awaitable[Any]]
-Envelope = tuple[Message, Handler, "Reply | None", int]
-"""What a mailbox holds: (message, its handler, the asker's reply slot or None, correlation id).
+Envelope = tuple[Message, Handler, "Reply | None", int, float]
+"""What a mailbox holds: (message, its handler, the asker's reply slot or None, correlation id,
+enqueue time or 0.0 when the message was not stamped — see :mod:`understudy.meter`).
 A plain tuple: the cheapest thing to build and unpack on the hot path."""
+Idle = tuple[None, None, None, int, float]
+"""``Cell.current`` outside a user message: only the correlation id is meaningful."""
 
 BATCH = 100
 """Messages an actor handles back to back before it yields to the scheduler, so one busy
@@ -76,6 +82,7 @@ class ActorSystem(Protocol):
     clock: Callable[[], float]
     closed: bool
     shutting_down: bool
+    metered: bool
 
     @property
     def task_group(self) -> TaskGroup: ...
@@ -118,7 +125,9 @@ class Persistence(Protocol):
 # --------------------------------------------------------------------------------- handlers
 
 
-def _message_types(owner: type, attr: str, fn: Callable[..., Any]) -> tuple[type[Message], ...]:
+def _message_types(
+    owner: type, attr: str, fn: Callable[..., Any], localns: dict[str, Any]
+) -> tuple[type[Message], ...]:
     """The message types ``fn`` handles, or () if it is not a handler."""
     params = list(inspect.signature(fn).parameters.values())
     if len(params) < 2:
@@ -128,11 +137,11 @@ def _message_types(owner: type, attr: str, fn: Callable[..., Any]) -> tuple[type
         return ()
     if isinstance(annotation, str):
         try:
-            annotation = typing.get_type_hints(fn)[params[1].name]
+            annotation = typing.get_type_hints(fn, localns=localns)[params[1].name]
         except Exception as exc:
             raise TypeError(
                 f"{owner.__qualname__}.{attr}: cannot resolve the annotation {annotation!r} "
-                f"({exc}); define message types at module level"
+                f"({exc}); define the message type before the actor class"
             ) from exc
     origin = typing.get_origin(annotation)
     if origin is Union or origin is types.UnionType:
@@ -167,7 +176,7 @@ def _message_types(owner: type, attr: str, fn: Callable[..., Any]) -> tuple[type
     return tuple(found)
 
 
-def _build_handlers(cls: type[Actor]) -> dict[type, Handler]:
+def _build_handlers(cls: type[Actor], localns: dict[str, Any]) -> dict[type, Handler]:
     handlers: dict[type, Handler] = {}
     names: dict[type, str] = {}
     seen: set[str] = set()
@@ -179,7 +188,7 @@ def _build_handlers(cls: type[Actor]) -> dict[type, Handler]:
             fn = getattr(cls, attr)
             if not inspect.iscoroutinefunction(fn):
                 continue
-            for tp in _message_types(cls, attr, fn):
+            for tp in _message_types(cls, attr, fn, localns):
                 if tp in handlers:
                     raise TypeError(
                         f"{cls.__qualname__}: {tp.__qualname__} is handled by both "
@@ -261,7 +270,12 @@ class Actor:
             isinstance(state, type) and issubclass(state, msgspec.Struct)
         ):
             raise TypeError(f"{cls.__qualname__}.State must be a msgspec.Struct subclass")
-        cls._handlers = _build_handlers(cls)
+        # String annotations (``from __future__ import annotations``) may name message types
+        # local to the function that defines the actor: resolve them in that namespace too.
+        caller = sys._getframe(1)
+        while caller.f_code.co_name == "__init_subclass__" and caller.f_back is not None:
+            caller = caller.f_back  # a subclass's own __init_subclass__ called super()
+        cls._handlers = _build_handlers(cls, {**caller.f_globals, **caller.f_locals})
         cls._declared = frozenset(cls._handlers)
 
     async def on_start(self) -> None:
@@ -347,7 +361,7 @@ class Ref:
             handler = resolve_handler(cell.actor_class, msg, cell.label)
         current = _current.get()
         corr = current.current[3] if current is not None else next(cell.system.correlation_ids)
-        envelope = (msg, handler, None, corr)
+        envelope = (msg, handler, None, corr, cell.meter.take_stamp() if cell.meter.stamp else 0.0)
         if not (cell.accepting and cell.mailbox.put_nowait(envelope)):
             await cell.deliver(envelope)
 
@@ -368,7 +382,7 @@ class Ref:
         current = _current.get()
         corr = current.current[3] if current is not None else next(cell.system.correlation_ids)
         reply = Reply()
-        envelope = (msg, handler, reply, corr)
+        envelope = (msg, handler, reply, corr, cell.meter.take_stamp() if cell.meter.stamp else 0.0)
         if timeout is None:
             if not (cell.accepting and cell.mailbox.put_nowait(envelope)):
                 await cell.deliver(envelope)
@@ -380,6 +394,7 @@ class Ref:
                     await cell.deliver(envelope)
                 await reply.event.wait()
             if scope.cancelled_caught:
+                cell.meter.ask_timeouts += 1
                 raise TimeoutError(
                     f"ask({type(msg).__qualname__}) to actor {cell.label!r} got no reply "
                     f"within {timeout} s"
@@ -433,9 +448,12 @@ class Timer:
                 return
             while True:
                 tick = corr if corr is not None else next(cell.system.correlation_ids)
-                envelope: Envelope = (msg, handler, None, tick)
+                stamp = cell.meter.take_stamp() if cell.meter.stamp else 0.0
+                envelope: Envelope = (msg, handler, None, tick, stamp)
                 if not (cell.accepting and cell.mailbox.put_nowait(envelope)):
-                    await cell.deliver(envelope)
+                    # A full mailbox under `fail`: the tick is a dead letter, not a crash.
+                    with contextlib.suppress(MailboxFull):
+                        await cell.deliver(envelope)
                 if interval is None:
                     break
                 await anyio.sleep(interval)
@@ -580,6 +598,10 @@ class Context:
         self, msg: Message, delay: float, interval: float | None, corr: int | None
     ) -> Timer:
         cell = self._cell
+        if cell.ctx is not self:
+            raise ActorStopped(
+                f"cannot schedule on actor {cell.label!r}: this context's instance has ended"
+            )
         if cell.handlers.get(type(msg)) is None:
             resolve_handler(cell.actor_class, msg, cell.label)
         timer = Timer(self._timers)
@@ -658,6 +680,7 @@ class Cell:
         "label",
         "linked",
         "mailbox",
+        "meter",
         "name",
         "parent",
         "persistence",
@@ -700,7 +723,7 @@ class Cell:
         self.ref = Ref(self)
         self.accepting = True
         self.terminated = False
-        self.current: Envelope | tuple[None, None, None, int] = (None, None, None, 0)
+        self.current: Envelope | Idle = (None, None, None, 0, 0.0)
         self.instance: Actor | None = None
         self.ctx: Context | None = None
         self.scope: anyio.CancelScope | None = None
@@ -711,11 +734,14 @@ class Cell:
         self.generation = 0
         """Instances started so far; a supervisor's note about an older one is stale."""
         self.restarts = 0
+        """Restarts of this identity: supervision calls understudy.meter.count_restart."""
         self.stopping = False
         self.instance_done: anyio.Event | None = None
         self.done: anyio.Event | None = None
         self.exit_reason: ExitReason | None = None
         self.exit_error: BaseException | None = None
+        # metrics: plain counters, read at scrape time by understudy.metrics
+        self.meter = Meter(system.metered, BATCH)
         self.persistence: Persistence | None = None
 
     # -- sending (slow paths; the fast path is inlined in Ref.tell/ask) --
@@ -723,20 +749,24 @@ class Cell:
     async def deliver(self, envelope: Envelope) -> None:
         """Enqueue under the overflow policy, or dead-letter if the actor has stopped."""
         mailbox = self.mailbox
+        waited = False
         while True:
             if not self.accepting:
                 if self.system.closed:
                     raise RuntimeClosed(
                         f"cannot send to actor {self.label!r}: its runtime has exited"
                     )
-                self.dead_letter(envelope, "stopped")
+                self.dead_letter(envelope, "shutdown" if self.system.shutting_down else "stopped")
                 if envelope[2] is not None:
                     raise ActorStopped(f"actor {self.label!r} has stopped")
                 return
             if mailbox.put_nowait(envelope):
+                if waited:
+                    mailbox.pass_baton()
                 return
             if mailbox.overflow == "block":
                 await mailbox.wait_for_space()
+                waited = True
             elif mailbox.overflow == "fail":
                 self.dead_letter(envelope, "mailbox_full")
                 raise MailboxFull(
@@ -746,7 +776,9 @@ class Cell:
                 self.dead_letter(mailbox.evict_oldest(), "dropped")
 
     def dead_letter(self, envelope: Envelope, reason: str) -> None:
-        msg, _, reply, corr = envelope
+        msg, _, reply, corr, _ = envelope
+        if reason == "mailbox_full" or reason == "dropped":
+            self.meter.rejected += 1
         if reply is not None:
             if reason == "dropped":
                 reply.fail(
@@ -794,14 +826,11 @@ class Cell:
         error: BaseException | None = None
         started = False
         try:
-            # Shielded: cancelling the host (or the runtime's task group) must not kill
-            # actors where they stand; the runtime stops them gracefully, and a kill
-            # cancels this scope itself.
-            with anyio.CancelScope(shield=True) as scope:
+            with anyio.CancelScope() as scope:
                 self.scope = scope
                 self.generation += 1
                 self.stopping = False
-                self.current = (None, None, None, next(self.system.correlation_ids))
+                self.current = (None, None, None, next(self.system.correlation_ids), 0.0)
                 self.ctx = instance.ctx = Context(self)
                 state_type = self.actor_class.State
                 instance.state = state_type() if state_type is not None else None
@@ -819,6 +848,11 @@ class Cell:
                     return
                 started = True
                 task_status.started(None)
+                # Once started, shielded: cancelling the host (or the runtime's task group)
+                # must not kill actors where they stand; the runtime stops them gracefully,
+                # and a kill cancels this scope itself. Until then a cancelled starter
+                # cancels the start, as anyio's `start` does.
+                scope.shield = True
                 if self.system.events.active:
                     self.system.events.publish(
                         ActorStarted(actor=self.label, actor_class=self.actor_class.__qualname__)
@@ -852,28 +886,42 @@ class Cell:
                 self.instance_ended(reason, error)
 
     async def serve(self, instance: Actor) -> tuple[ExitReason, BaseException | None]:
-        """The hot loop: system lane first, then user messages in batches."""
+        """The hot loop: system lane first, then user messages in batches.
+
+        ``budget`` counts down to the meter's next turn (:mod:`understudy.meter`): the end of
+        a timed group of messages, or of a batch of :data:`BATCH` (then ``tally`` returns 0
+        and the actor yields to the scheduler). The meter's open group is closed before any
+        other await that is not a handler.
+        """
         mailbox = self.mailbox
         queue = mailbox.queue
         system = mailbox.system
-        budget = BATCH
+        meter = self.meter
+        budget = meter.open()
         while True:
             if system:
+                meter.close(budget)
                 outcome = await self.system_message(instance, system.pop(0))
                 if outcome is not None:
                     return outcome
+                budget = meter.resume()
             elif queue:
                 envelope = queue.popleft()
                 if mailbox.senders:
-                    mailbox.senders.popleft().set()
+                    mailbox.wake_sender()
                 self.current = envelope
-                msg, handler, reply, _ = envelope
+                msg, handler, reply, _, stamp = envelope
+                if stamp:
+                    budget = meter.waited(stamp, budget)
                 try:
                     result = await handler(instance, msg)
                 except Exception as exc:
+                    meter.close(budget - 1)
+                    meter.errors += 1
                     self.crashed(envelope, exc)
                     return "failed", exc
                 except BaseException:
+                    meter.close(budget)
                     if reply is not None:
                         reply.fail(Killed(f"actor {self.label!r} was stopped while handling it"))
                     raise
@@ -882,11 +930,14 @@ class Cell:
                     reply.event.set()
                 budget -= 1
                 if not budget:
-                    budget = BATCH
-                    await anyio.lowlevel.checkpoint()
+                    budget = meter.tally()
+                    if not budget:
+                        await anyio.lowlevel.checkpoint()
+                        budget = meter.open()
             else:
-                budget = BATCH
+                meter.close(budget)
                 await mailbox.wait()
+                budget = meter.open()
 
     def crashed(self, envelope: Envelope, exc: Exception) -> None:
         exc.add_note(f"raised in a handler of actor {self.label!r}")
@@ -911,7 +962,7 @@ class Cell:
             note: Terminated = item[1]
             handler = self.handlers.get(Terminated)
             if handler is not None:
-                self.current = (None, None, None, next(self.system.correlation_ids))
+                self.current = (None, None, None, next(self.system.correlation_ids), 0.0)
                 try:
                     await handler(instance, note)
                 except Exception as exc:
@@ -1118,7 +1169,13 @@ def actor_class_of(actor: object, where: str) -> tuple[type[Actor], Callable[[],
         probe = factory()
         if not isinstance(probe, Actor):
             raise TypeError(f"{where}: the factory {actor!r} returned {probe!r}, not an Actor")
-        return type(probe), factory
+        # The probe serves as the first instance, so the factory runs once per instance.
+        first = [probe]
+
+        def once_then_factory() -> Actor:
+            return first.pop() if first else factory()
+
+        return type(probe), once_then_factory
     raise TypeError(f"{where}: expected an Actor subclass or a factory, not {actor!r}")
 
 
@@ -1143,7 +1200,10 @@ async def spawn_cell(
     runtime's store, with ``durability`` (default: the class's ``durability``).
     """
     if system.closed:
-        raise RuntimeClosed("cannot spawn: the runtime has exited")
+        raise RuntimeClosed(
+            "cannot spawn: the runtime is not running (it has exited, or `async with` "
+            "was not entered)"
+        )
     where = f"spawn({getattr(actor, '__qualname__', actor)!r})"
     name = _check_name(name)
     cap = system.default_capacity if capacity is None else check_capacity(capacity, where)
@@ -1180,6 +1240,10 @@ async def spawn_cell(
         cell.discard()
         raise
     if error is not None:
+        # Children its on_start spawned were killed with it: wait until they are gone, so
+        # nothing of the failed spawn is left when the caller sees the error.
+        for child in list((cell.children or {}).values()):
+            await child.wait_terminated()
         cell.discard()
         raise error
     return cell

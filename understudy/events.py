@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 import msgspec
 
+from understudy.errors import RuntimeClosed
 from understudy.messages import ExitReason
 
 
@@ -141,6 +142,7 @@ class EventStream:
 
     def __init__(self) -> None:
         self._subscriptions: list[Subscription] = []
+        self._closed = False
         self.dropped = 0
         """Events dropped across all subscriptions because a buffer was full."""
 
@@ -153,8 +155,11 @@ class EventStream:
         """Subscribe to events of the given types (all events when none is given).
 
         ``buffer`` bounds what is held for this subscriber; beyond it, events are dropped and
-        counted, never waited for. Never blocks.
+        counted, never waited for. Never blocks. Raises :class:`RuntimeClosed` after the
+        runtime exited (such a subscription would never receive anything nor end).
         """
+        if self._closed:
+            raise RuntimeClosed("cannot subscribe to events: the runtime has exited")
         if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer <= 0:
             raise ValueError(f"subscribe: buffer must be a positive int, not {buffer!r}")
         for tp in types:
@@ -175,6 +180,7 @@ class EventStream:
 
     def close(self) -> None:
         """End every subscription (the runtime exited)."""
+        self._closed = True
         for subscription in list(self._subscriptions):
             subscription.close()
 

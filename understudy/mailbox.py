@@ -54,7 +54,7 @@ class Mailbox(Generic[T]):
     :meth:`put_nowait` and, when it returns False, the overflow policy.
     """
 
-    __slots__ = ("capacity", "overflow", "queue", "senders", "system", "waiter")
+    __slots__ = ("baton", "capacity", "overflow", "queue", "senders", "system", "waiter")
 
     def __init__(self, capacity: int, overflow: Overflow) -> None:
         self.capacity = capacity
@@ -63,6 +63,10 @@ class Mailbox(Generic[T]):
         self.system: list[Any] = []
         self.waiter: anyio.Event | None = None
         self.senders: deque[anyio.Event] | None = None
+        # At most one blocked sender is woken at a time (it holds the baton); it passes the
+        # baton on if room remains. Waking one per message taken would wake a crowd that
+        # mostly finds the lane full again and parks once more.
+        self.baton = False
 
     def __len__(self) -> int:
         return len(self.queue)
@@ -92,11 +96,22 @@ class Mailbox(Generic[T]):
             waiter.set()
 
     def take(self) -> T:
-        """Pop the oldest user message and let one blocked sender retry. Lane must be non-empty."""
+        """Pop the oldest user message and let a blocked sender retry. Lane must be non-empty."""
         item = self.queue.popleft()
         if self.senders:
-            self.senders.popleft().set()
+            self.wake_sender()
         return item
+
+    def wake_sender(self) -> None:
+        """Wake the longest-blocked sender, unless one woken earlier has not run yet."""
+        if not self.baton and self.senders:
+            self.baton = True
+            self.senders.popleft().set()
+
+    def pass_baton(self) -> None:
+        """Called by a woken sender once it has put: wake the next one if room remains."""
+        if len(self.queue) < self.capacity:
+            self.wake_sender()
 
     async def wait(self) -> None:
         """Park the owner until something is put in either lane. A checkpoint."""
@@ -116,20 +131,22 @@ class Mailbox(Generic[T]):
         try:
             await event.wait()
         except BaseException:
-            # Cancelled: withdraw, and if the wake-up already came to us, pass it on so the
+            # Cancelled: withdraw, and if the baton already came to us, pass it on so the
             # room it announced is not lost to the senders still waiting.
             if event.is_set():
-                if self.senders:
-                    self.senders.popleft().set()
+                self.baton = False
+                self.pass_baton()
             else:
                 self.senders.remove(event)
             raise
+        self.baton = False
 
     def release_senders(self) -> None:
         """Wake every blocked sender (the owner stopped; they will find it closed)."""
         senders = self.senders
         while senders:
             senders.popleft().set()
+        self.baton = False
 
     def drain(self) -> list[T]:
         """Remove and return everything still queued in the user lane, oldest first."""

@@ -25,6 +25,7 @@ from typing import Any, Literal, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
+from prometheus_client import CollectorRegistry
 
 from understudy.actors import (
     DEFAULT_SHUTDOWN,
@@ -34,12 +35,15 @@ from understudy.actors import (
     Persistence,
     Ref,
     _cell_of,
+    _current,
+    check_positive,
     spawn_cell,
 )
 from understudy.errors import NameTaken, RuntimeClosed, UnknownActor
 from understudy.events import DeadLetters, EventStream
 from understudy.mailbox import DEFAULT_CAPACITY, Overflow, check_capacity
 from understudy.messages import ExitReason
+from understudy.metrics import ActorInfo, Metrics, check_endpoint
 from understudy.persistence import Store, attach
 from understudy.supervision import Supervisor, SupervisorActor, SupervisorRef, _TerminateChild
 
@@ -53,11 +57,20 @@ class Runtime:
     overrides it); ``dead_letter_capacity`` is how many recent dead letters are kept for
     inspection (all are counted); ``clock`` is a zero-argument function returning monotonic
     seconds, read by restart intensity windows and backoff resets (default: the event loop's
-    clock, ``anyio.current_time``, so trio's ``MockClock`` drives it in tests). ``store`` is
-    where persistent actors keep their state: a SQLite file path (created if missing) or a
-    :class:`~understudy.Store` for non-default settings; ``None`` (default) means no
-    persistence. The runtime opens the store when it starts and closes it after every actor
-    stopped.
+    clock, ``anyio.current_time``, so trio's ``MockClock`` drives it in tests).
+
+    ``metrics``: True (default) keeps per-message counters for :attr:`metrics`; a
+    ``(host, port)`` tuple also serves ``/metrics`` and ``/tree`` over HTTP there while the
+    runtime runs (port 0 picks a free port, see ``rt.metrics.address``; binding fails
+    ``async with`` with ``OSError``); False turns per-message accounting off (messages,
+    handler durations and mailbox waits are then not exported). ``metrics_registry`` is
+    the ``prometheus_client`` registry to report into (default: a new one per runtime);
+    a registry holds one running runtime at a time (entering another raises ``ValueError``).
+
+    ``store`` is where persistent actors keep their state: a SQLite file path (created if
+    missing) or a :class:`~understudy.Store` for non-default settings; ``None`` (default)
+    means no persistence. The runtime opens the store when it starts and closes it after
+    every actor stopped.
     """
 
     def __init__(
@@ -66,6 +79,8 @@ class Runtime:
         mailbox_capacity: int = DEFAULT_CAPACITY,
         dead_letter_capacity: int = 1000,
         clock: Callable[[], float] | None = None,
+        metrics: bool | tuple[str, int] = True,
+        metrics_registry: CollectorRegistry | None = None,
         store: str | os.PathLike[str] | Store | None = None,
     ) -> None:
         if clock is not None and not callable(clock):
@@ -91,6 +106,16 @@ class Runtime:
         self._fatal: BaseException | None = None
         self._fatal_reported = False
         self._waiters = 0
+        # metrics: per-cell counters on unless metrics=False; the registry and collector
+        self.metered = metrics is not False
+        self.metrics = Metrics(
+            dead_letters=self.dead_letters,
+            events=self.events,
+            on=self.metered,
+            endpoint=check_endpoint(metrics),
+            registry=metrics_registry,
+        )
+        """This runtime's Prometheus metrics, endpoint and ASGI app."""
         self.store: Store | None = (
             store if store is None or isinstance(store, Store) else Store(store)
         )
@@ -102,6 +127,7 @@ class Runtime:
         if self._entered:
             raise RuntimeError("a Runtime can be entered once; make a new one")
         self._entered = True
+        await self.metrics.bind()  # ValueError: shared registry taken; OSError: cannot listen
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         if self.store is not None:
@@ -109,13 +135,17 @@ class Runtime:
                 await self.store.open(self._task_group)
             except BaseException:
                 self._task_group.cancel_scope.cancel()
-                await self._task_group.__aexit__(None, None, None)
+                try:
+                    await self._task_group.__aexit__(None, None, None)
+                finally:
+                    await self.metrics.aclose()
                 raise
         # The body of `async with` runs in this scope: a root supervisor giving up cancels it.
         self._host_scope = anyio.CancelScope()
         self._host_scope.__enter__()
         self._roots_done = anyio.Event()
         self.closed = False
+        self.metrics.serve(self._task_group)
         return self
 
     async def __aexit__(
@@ -146,7 +176,10 @@ class Runtime:
                 self._roots_done.set()
             # Actor tasks never raise into the group, so the body's own exception (if any)
             # propagates as it is instead of wrapped in an ExceptionGroup.
-            await task_group.__aexit__(None, None, None)
+            try:
+                await task_group.__aexit__(None, None, None)
+            finally:
+                await self.metrics.aclose()
         if self._fatal is not None and not self._fatal_reported and exc_type is None:
             raise self._fatal
         return None
@@ -178,9 +211,11 @@ class Runtime:
             self._names[cell.name] = cell
         if cell.parent is None:
             self._top[cell.id] = cell
+        self.metrics.track(cell)
 
     def unregister(self, cell: Cell) -> None:
         """Free the cell's name (internal)."""
+        self.metrics.retire(cell)
         if cell.name is not None and self._names.get(cell.name) is cell:
             del self._names[cell.name]
         if cell.parent is None:
@@ -302,8 +337,15 @@ class Runtime:
         stopped.
         """
         cell = _cell_of(ref, "stop")
+        if timeout is not None:
+            timeout = check_positive(timeout, f"stop({cell.label!r}): timeout")
         if self.closed:
             raise RuntimeClosed("cannot stop an actor: the runtime has exited")
+        if _current.get() is cell:
+            raise RuntimeError(
+                f"actor {cell.label!r} cannot rt.stop() itself (it would wait for its own "
+                "end): use self.ctx.stop()"
+            )
         supervisor = cell.supervisor
         if isinstance(supervisor, SupervisorActor) and not cell.terminated:
             # A supervised child stopped from outside is terminated through its supervisor,
@@ -311,6 +353,11 @@ class Runtime:
             await supervisor.ctx.self_ref.ask(_TerminateChild(cell.label))
             return
         await cell.stop("shutdown", cell.shutdown if timeout is None else timeout)
+
+    def tree(self) -> list[ActorInfo]:
+        """The live actors as typed trees (:class:`~understudy.ActorInfo`), top-level actors
+        in spawn order with their children nested. A snapshot; never blocks."""
+        return self.metrics.tree()
 
     def __contains__(self, name: object) -> bool:
         return name in self._names

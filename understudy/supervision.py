@@ -61,6 +61,7 @@ from understudy.actors import (
 from understudy.errors import RestartIntensityExceeded, UnknownActor
 from understudy.events import Event
 from understudy.messages import ExitReason, Message, Request
+from understudy.meter import count_backoff, count_give_up, count_restart, mark_supervisor
 
 logger = logging.getLogger("understudy")
 
@@ -445,6 +446,7 @@ class SupervisorActor(Actor):
     # -- starting --
 
     async def on_start(self) -> None:
+        mark_supervisor(self.ctx._cell)  # metrics: export its give-ups, from zero
         if isinstance(self.spec.strategy, SimpleOneForOne):
             return
         try:
@@ -539,6 +541,7 @@ class SupervisorActor(Actor):
             record.consecutive += 1
             for member in group:
                 member.backing_off = True
+                count_backoff(member.cell, delay)
             self._publish(
                 ChildBackoff(
                     actor=cell.label,
@@ -582,7 +585,7 @@ class SupervisorActor(Actor):
                 # A failed restart is one more exit of that child: decide again (and count).
                 await self._decide(record, "failed", failure)
                 return
-            cell.restarts += 1
+            count_restart(cell, reason)  # cell.restarts += 1, and the metric by reason
             self._publish(
                 ChildRestarted(
                     actor=cell.label,
@@ -617,6 +620,7 @@ class SupervisorActor(Actor):
                     error=error or RuntimeError("restart intensity exceeded"),
                 )
             )
+            count_give_up(me)
             raise RestartIntensityExceeded(me.label, strategy.max_restarts, strategy.within, error)
 
     async def _end_instance(self, record: _Record) -> None:
@@ -640,9 +644,12 @@ class SupervisorActor(Actor):
                 self.ctx._cell.mailbox.put_system(("stop", "shutdown"))
 
     async def _stop_all(self) -> None:
-        for record in reversed(list(self.records.values())):
-            await record.cell.stop("shutdown", check_shutdown(record.spec.shutdown))
+        # Forget them first: a child this supervisor no longer knows ends for good when it
+        # exits, instead of being handed back for a restart.
+        records = list(self.records.values())
         self.records.clear()
+        for record in reversed(records):
+            await record.cell.stop("shutdown", check_shutdown(record.spec.shutdown))
 
     def _publish(self, event: Event) -> None:
         events = self.ctx._cell.system.events
@@ -674,7 +681,6 @@ class SupervisorActor(Actor):
                 break
         else:
             raise UnknownActor(f"supervisor {self.ctx.name!r} has no child named {msg.name!r}")
-        record.stopping = True
         self.records.pop(record.cell.id, None)
         self._pending.pop(record.cell.id, None)
         await record.cell.stop("shutdown", check_shutdown(record.spec.shutdown))

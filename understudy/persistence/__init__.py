@@ -26,14 +26,14 @@ aiosqlite on asyncio and through stdlib ``sqlite3`` on a worker thread on trio.
 
 from understudy.persistence._actor import DURABILITIES, EventSourced, Snapshots, attach
 from understudy.persistence._schema import SCHEMA_VERSION, SYNCHRONOUS, Synchronous
-from understudy.persistence._store import InjectedFault, Store, StoreStats
+from understudy.persistence._store import InjectedWriteError, Store, StoreStats
 
 __all__ = [
     "DURABILITIES",
     "SCHEMA_VERSION",
     "SYNCHRONOUS",
     "EventSourced",
-    "InjectedFault",
+    "InjectedWriteError",
     "Snapshots",
     "Store",
     "StoreStats",

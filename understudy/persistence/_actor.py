@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import anyio.lowlevel
 import msgspec
 
-from understudy.actors import BATCH, Actor, Cell, Durability
+from understudy.actors import Actor, Cell, Durability
 from understudy.errors import CorruptState, Killed, PersistenceError
 from understudy.messages import ExitReason
 from understudy.persistence._schema import Event
@@ -312,60 +312,70 @@ class Snapshots:
             self.serving = False
 
     async def _serve(self, cell: Cell, instance: Actor) -> tuple[ExitReason, BaseException | None]:
+        # Cell.serve (the meter's pacing included), plus completed() after each message and
+        # the system-lane item by which the store fails this instance.
         mailbox = cell.mailbox
         queue = mailbox.queue
         system = mailbox.system
+        meter = cell.meter
         generation = self.generation
         pipeline = self.pipeline
-        budget = BATCH
         if self.buffer:  # events persisted by on_start
             self.completed(instance.state, None, None)
+        budget = meter.open()
         while True:
             if system:
+                meter.close(budget)
                 item = system.pop(0)
                 if item[0] == _FAILED:
                     if item[2] == generation:
                         return "failed", item[1]
+                    budget = meter.resume()
                     continue
                 outcome = await cell.system_message(instance, item)
                 if outcome is not None:
                     return outcome
-                if item[0] != "stop":  # a Terminated (or internal) handler may change state
-                    try:
-                        self.completed(instance.state, None, None)
-                    except Exception as exc:
-                        exc.add_note(f"raised persisting the state of actor {cell.label!r}")
-                        return "failed", exc
+                try:  # a Terminated (or internal) handler may have changed the state
+                    self.completed(instance.state, None, None)
+                except Exception as exc:
+                    exc.add_note(f"raised persisting the state of actor {cell.label!r}")
+                    return "failed", exc
+                budget = meter.resume()
             elif queue:
                 envelope = queue.popleft()
                 if mailbox.senders:
-                    mailbox.senders.popleft().set()
+                    mailbox.wake_sender()
                 cell.current = envelope
-                msg, handler, reply, _ = envelope
+                msg, handler, reply, _, stamp = envelope
+                if stamp:
+                    budget = meter.waited(stamp, budget)
                 try:
                     result = await handler(instance, msg)
+                    self.completed(instance.state, reply, result)
                 except Exception as exc:
+                    meter.close(budget - 1)
+                    meter.errors += 1
                     cell.crashed(envelope, exc)
                     return "failed", exc
                 except BaseException:
+                    meter.close(budget)
                     if reply is not None:
                         reply.fail(Killed(f"actor {cell.label!r} was stopped while handling it"))
                     raise
-                try:
-                    self.completed(instance.state, reply, result)
-                except Exception as exc:
-                    exc.add_note(f"raised persisting the state of actor {cell.label!r}")
-                    cell.crashed(envelope, exc)
-                    return "failed", exc
-                if not pipeline:
-                    await self.store.committed(self.key)
                 budget -= 1
+                if not pipeline:
+                    meter.close(budget)
+                    await self.store.committed(self.key)
+                    budget = meter.resume()
                 if not budget:
-                    budget = BATCH
-                    await anyio.lowlevel.checkpoint()
+                    budget = meter.tally()
+                    if not budget:
+                        await anyio.lowlevel.checkpoint()
+                        budget = meter.open()
             else:
-                budget = BATCH
+                meter.close(budget)
                 await mailbox.wait()
+                budget = meter.open()
 
 
 def attach(store: Store | None, cell: Cell, durability: Durability | None) -> Snapshots:

@@ -72,7 +72,7 @@ class Waiter(Protocol):
     def fail(self, error: BaseException) -> None: ...
 
 
-class InjectedFault(sqlite3.OperationalError):
+class InjectedWriteError(sqlite3.OperationalError):
     """A write failure made on purpose by :meth:`Store.fail_next_commits` (a test hook)."""
 
     def __init__(self, message: str, *, transient: bool) -> None:
@@ -256,7 +256,7 @@ class Store:
         self._wake: anyio.Event | None = None
         self._writer_done: anyio.Event | None = None
         self._own_group: TaskGroup | None = None
-        self._faults: list[InjectedFault] = []
+        self._faults: list[InjectedWriteError] = []
         self._state = "new"
 
     # -- lifecycle --
@@ -420,7 +420,7 @@ class Store:
     def fail_next_commits(self, count: int = 1, *, transient: bool = False) -> None:
         """Test hook (also for chaos testing): make the next ``count`` commit attempts fail.
 
-        Each attempt writes its group and then raises an :class:`InjectedFault` (a
+        Each attempt writes its group and then raises an :class:`InjectedWriteError` (a
         :class:`sqlite3.OperationalError`) before ``COMMIT``, so the transaction is rolled
         back. ``transient=True`` makes it look like a busy database, which the writer retries
         (each retry is an attempt: ``count`` above ``retries`` fails the group); otherwise it
@@ -429,7 +429,9 @@ class Store:
         for _ in range(count):
             what = "database is locked" if transient else "disk I/O error"
             self._faults.append(
-                InjectedFault(f"{what} (injected by Store.fail_next_commits)", transient=transient)
+                InjectedWriteError(
+                    f"{what} (injected by Store.fail_next_commits)", transient=transient
+                )
             )
 
     # -- reading --
@@ -699,4 +701,4 @@ class Store:
         self._ops = []
 
 
-__all__ = ["InjectedFault", "Owner", "Store", "StoreStats", "Waiter"]
+__all__ = ["InjectedWriteError", "Owner", "Store", "StoreStats", "Waiter"]

@@ -1,0 +1,34 @@
+# Developer commands. On a fresh machine you need only Python 3.11+ (as python3) and the
+# package index: `make test` and `make bench` create .venv and install into it when needed.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Written after a successful install; reinstalls when pyproject.toml changes.
+STAMP := $(VENV)/.installed
+LINT_PATHS := understudy tests bench examples
+
+.PHONY: venv test lint bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -e ".[dev]"
+	touch $@
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check $(LINT_PATHS)
+	$(PY) -m ruff format --check $(LINT_PATHS)
+	$(PY) -m mypy understudy
+
+# The full suite takes a few minutes; `make bench BENCH_ARGS="--only ask"` runs a part of it.
+bench: $(STAMP)
+	$(PY) -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
