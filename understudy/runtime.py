@@ -44,7 +44,7 @@ from understudy.events import DeadLetters, EventStream
 from understudy.mailbox import DEFAULT_CAPACITY, Overflow, check_capacity
 from understudy.messages import ExitReason
 from understudy.metrics import ActorInfo, Metrics, check_endpoint
-from understudy.persistence import Store, attach
+from understudy.persistence import Store, StoreCollector, attach
 from understudy.supervision import Supervisor, SupervisorActor, SupervisorRef, _TerminateChild
 
 T = TypeVar("T")
@@ -140,6 +140,7 @@ class Runtime:
                 finally:
                     await self.metrics.aclose()
                 raise
+            self.metrics.add_source(StoreCollector(self.store))
         # The body of `async with` runs in this scope: a root supervisor giving up cancels it.
         self._host_scope = anyio.CancelScope()
         self._host_scope.__enter__()

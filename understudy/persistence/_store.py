@@ -31,8 +31,9 @@ import os
 import random
 import sqlite3
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, cast
 
@@ -80,9 +81,38 @@ class InjectedWriteError(sqlite3.OperationalError):
         self.transient = transient
 
 
+COMMIT_SECONDS_BUCKETS: tuple[float, ...] = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+"""Upper bounds of the commit duration histogram (seconds); ``+Inf`` follows."""
+GROUP_SIZE_BUCKETS: tuple[float, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000)
+"""Upper bounds of the group size histogram (actors written per commit)."""
+SNAPSHOT_BYTES_BUCKETS: tuple[float, ...] = (64, 256, 1024, 4096, 16384, 65536, 262144, 1048576)
+"""Upper bounds of the snapshot size histogram (bytes)."""
+
+
+def _buckets(bounds: tuple[float, ...]) -> list[int]:
+    return [0] * (len(bounds) + 1)
+
+
 @dataclass
 class StoreStats:
-    """The store's own counters since it opened. Plain integers, read at any time."""
+    """The store's own counters since it opened. Plain numbers, read at any time; the
+    ``*_buckets`` lists are histogram counts per bucket of the bounds above (not cumulative,
+    the last one ``+Inf``), exported by :class:`~understudy.persistence.StoreCollector`."""
 
     commits: int = 0
     """Transactions committed (groups)."""
@@ -106,6 +136,11 @@ class StoreStats:
     """Wall time spent committing groups (sum)."""
     max_group: int = 0
     """The largest group committed."""
+    snapshot_bytes: int = 0
+    """Bytes of the snapshots committed (the journal's events excluded)."""
+    commit_buckets: list[int] = field(default_factory=lambda: _buckets(COMMIT_SECONDS_BUCKETS))
+    group_buckets: list[int] = field(default_factory=lambda: _buckets(GROUP_SIZE_BUCKETS))
+    snapshot_buckets: list[int] = field(default_factory=lambda: _buckets(SNAPSHOT_BYTES_BUCKETS))
 
     @property
     def mean_group(self) -> float:
@@ -585,18 +620,25 @@ class Store:
                 self._fail_group(group, exc)
                 return
         stats = self.stats
-        stats.commit_seconds += time.perf_counter() - started
+        took = time.perf_counter() - started
+        stats.commit_seconds += took
+        stats.commit_buckets[bisect_left(COMMIT_SECONDS_BUCKETS, took)] += 1
         stats.commits += 1
         stale_actors = self._refuse(group, stale) if stale else ()
         written = len(group) - len(stale_actors)
         stats.snapshots += written
+        stats.group_buckets[bisect_left(GROUP_SIZE_BUCKETS, written)] += 1
         if written > stats.max_group:
             stats.max_group = written
         latest = self._latest
+        snapshot_buckets = stats.snapshot_buckets
         for actor, entry in group.items():
             if actor in stale_actors:
                 continue
             stats.bytes_written += entry.size
+            if entry.data is not None:
+                stats.snapshot_bytes += len(entry.data)
+                snapshot_buckets[bisect_left(SNAPSHOT_BYTES_BUCKETS, len(entry.data))] += 1
             if entry.events:
                 stats.events += len(entry.events)
             if latest.get(actor) is entry:
@@ -701,4 +743,13 @@ class Store:
         self._ops = []
 
 
-__all__ = ["InjectedWriteError", "Owner", "Store", "StoreStats", "Waiter"]
+__all__ = [
+    "COMMIT_SECONDS_BUCKETS",
+    "GROUP_SIZE_BUCKETS",
+    "SNAPSHOT_BYTES_BUCKETS",
+    "InjectedWriteError",
+    "Owner",
+    "Store",
+    "StoreStats",
+    "Waiter",
+]
