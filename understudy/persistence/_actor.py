@@ -20,10 +20,10 @@ between loses effects that were already acknowledged: that is the documented win
 The actor does not wait for its commits: it goes on with the next message while the store
 commits, and the store keeps the actor's writes in order (one entry per group, a later one
 never committed before or without an earlier one). Waiting for each commit instead would
-promise nothing more and costs (bench/persistence.py, 100 concurrent callers): 6-21% of the
-throughput spread over 100 actors, and 12-20x on one hot actor, which then commits once
-per message instead of once per group. A reply never reveals state that is not committed:
-a read that changed nothing still waits for the pending write it observed.
+promise nothing more and costs (bench/persistence.py, 100 concurrent callers, several
+runs): 6-23% of the throughput spread over 100 actors, and 12-30x on one hot actor, which
+then commits once per message instead of once per group. A reply never reveals state that
+is not committed: a read that changed nothing still waits for the pending write it observed.
 
 A handler that raises leaves no half-applied state: its changes and events were never
 queued, and the next instance restores from what is committed (after the writes still
