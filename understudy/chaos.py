@@ -46,8 +46,8 @@ if TYPE_CHECKING:
 
     from understudy.runtime import Runtime
 
-FaultKind = Literal["kill", "exception", "delay", "hang"]
-FAULT_KINDS: tuple[FaultKind, ...] = ("kill", "exception", "delay", "hang")
+FaultKind = Literal["kill", "exception", "delay", "hang", "store_write"]
+FAULT_KINDS: tuple[FaultKind, ...] = ("kill", "exception", "delay", "hang", "store_write")
 
 
 class InjectedFault(UnderstudyError):
@@ -55,8 +55,8 @@ class InjectedFault(UnderstudyError):
 
 
 class FaultInjected(Event, frozen=True, kw_only=True):
-    """Chaos did something to ``actor``: ``kind`` is ``kill``, ``exception``, ``delay`` or
-    ``hang``; ``detail`` says what (the exception, the delay)."""
+    """Chaos did something to ``actor``: ``kind`` is ``kill``, ``exception``, ``delay``,
+    ``hang`` or ``store_write`` (then ``actor`` is ``"store"``); ``detail`` says what."""
 
     kind: FaultKind
     detail: str = ""
@@ -162,11 +162,28 @@ class Chaos:
                 raise UnknownActor(f"{where}: no live actor is named {target!r}") from None
         raise TypeError(f"{where}: target must be a Ref or an actor name, not {target!r}")
 
-    def _record(self, cell: Cell, kind: FaultKind, detail: str) -> None:
+    def _record(self, cell: Cell | None, kind: FaultKind, detail: str) -> None:
         self.counts[kind] += 1
         events = self.rt.events
         if events.active:
-            events.publish(FaultInjected(actor=cell.label, kind=kind, detail=detail))
+            actor = cell.label if cell is not None else "store"
+            events.publish(FaultInjected(actor=actor, kind=kind, detail=detail))
+
+    # -- the store --
+
+    def fail_store_writes(self, count: int = 1, *, transient: bool = False) -> None:
+        """Make the store's next ``count`` commit attempts fail as an I/O error would (or,
+        with ``transient``, as a busy database, which the store retries). The asks waiting
+        on a failed commit get :class:`~understudy.PersistenceError` and the actors are
+        restarted from their last committed state. Raises ``ValueError`` without a store."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"fail_store_writes: count must be a positive int, not {count!r}")
+        store = self.rt.store
+        if store is None:
+            raise ValueError("fail_store_writes: the runtime has no store (Runtime(store=...))")
+        store.fail_next_commits(count, transient=transient)
+        for _ in range(count):
+            self._record(None, "store_write", "transient" if transient else "I/O error")
 
     # -- kills --
 
@@ -358,6 +375,7 @@ class Chaos:
         *,
         kill_rate: float = 0.0,
         inject_rate: float = 0.0,
+        store_fail_rate: float = 0.0,
         duration: float | None = None,
         exception: BaseException | type[BaseException] = InjectedFault,
         actor_class: type[Actor] | None = None,
@@ -366,30 +384,40 @@ class Chaos:
     ) -> AsyncIterator[Chaos]:
         """Random faults in the background while the block runs (or for ``duration``
         seconds, whichever ends first): kills at ``kill_rate`` per second and one-shot
-        injected exceptions at ``inject_rate`` per second, on random matching actors,
-        spaced as a Poisson process drawn from the seed."""
+        injected exceptions at ``inject_rate`` per second on random matching actors (each
+        fires on that actor's next message; those not fired yet are disarmed at the end), and
+        failed store commits at ``store_fail_rate`` per second, spaced as a Poisson process
+        drawn from the seed."""
         kill_rate = _rate(kill_rate, "monkey(kill_rate=)")
         inject_rate = _rate(inject_rate, "monkey(inject_rate=)")
+        store_fail_rate = _rate(store_fail_rate, "monkey(store_fail_rate=)")
+        if store_fail_rate and self.rt.store is None:
+            raise ValueError("monkey(store_fail_rate=) needs a runtime with a store")
         if duration is not None and not (
             isinstance(duration, (int, float)) and not isinstance(duration, bool) and duration > 0
         ):
             raise ValueError(f"monkey(duration=) must be a positive number, not {duration!r}")
         filters: dict[str, Any] = {"actor_class": actor_class, "name": name, "subtree": subtree}
+        armed: list[Fault] = []
 
         async def run() -> None:
-            total = kill_rate + inject_rate
+            total = kill_rate + inject_rate + store_fail_rate
             if total == 0:
                 return
             while True:
                 await anyio.sleep(self.rng.expovariate(total))
+                if self.rng.random() * total < store_fail_rate:
+                    self.fail_store_writes(1)
+                    continue
                 pool = self.candidates(**filters)
                 if not pool:
                     continue
                 cell = self.rng.choice(pool)
-                if self.rng.random() * total < kill_rate:
+                if self.rng.random() * (kill_rate + inject_rate) < kill_rate:
                     await self.kill(cell.ref)
                 else:
-                    self._add(Fault(self, cell, "exception", 1.0, exception=exception, count=1))
+                    fault = Fault(self, cell, "exception", 1.0, exception=exception, count=1)
+                    armed.append(self._add(fault))
 
         async with anyio.create_task_group() as tg:
             scope = tg.cancel_scope
@@ -400,6 +428,8 @@ class Chaos:
                 yield self
             finally:
                 scope.cancel()
+                for fault in armed:  # the monkey's faults end with the monkey
+                    fault.cancel()
 
 
 def _under(cell: Cell, root: Cell) -> bool:
