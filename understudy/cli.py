@@ -181,7 +181,14 @@ def _write_json(out: TextIO, document: object) -> None:
 
 # -- the command line ---------------------------------------------------------------------------
 
-SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (_add_tree, _add_inspect)
+
+def _add_demo(commands: Any) -> None:
+    from understudy.demo.cli import add_demo  # the demo pulls in the whole runtime
+
+    add_demo(commands)
+
+
+SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (_add_demo, _add_tree, _add_inspect)
 """Every subcommand's registration function, in the order ``--help`` lists them."""
 
 
