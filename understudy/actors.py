@@ -669,6 +669,7 @@ class Cell:
         "ctx",
         "current",
         "done",
+        "doomed",
         "exit_error",
         "exit_reason",
         "factory",
@@ -736,6 +737,7 @@ class Cell:
         self.restarts = 0
         """Restarts of this identity: supervision calls understudy.meter.count_restart."""
         self.stopping = False
+        self.doomed = False
         self.instance_done: anyio.Event | None = None
         self.done: anyio.Event | None = None
         self.exit_reason: ExitReason | None = None
@@ -828,6 +830,9 @@ class Cell:
         try:
             with anyio.CancelScope() as scope:
                 self.scope = scope
+                if self.doomed:
+                    self.doomed = False
+                    scope.cancel()
                 self.generation += 1
                 self.stopping = False
                 self.current = (None, None, None, next(self.system.correlation_ids), 0.0)
@@ -1092,6 +1097,8 @@ class Cell:
         """Cancel the running instance where it stands. Never blocks."""
         if self.scope is not None:
             self.scope.cancel()
+        elif self.instance is not None:
+            self.doomed = True  # its task has not made its scope yet: cancel it at birth
 
     async def wait_terminated(self) -> None:
         if not self.terminated:
