@@ -11,8 +11,10 @@ exact when any actor can die at any await:
   then tells the source to ``Settle`` (drop it from the outbox). The client's ask succeeds
   only after both commits.
 * If a teller dies between the steps, the debit sits in the source's committed outbox. An
-  account redelivers its outbox when it starts (from committed state) and when asked to
-  ``Reconcile``; a ``Deliver`` is credited once however often it arrives.
+  account hands its outbox to a teller again when it starts (from committed state) and when
+  asked to ``Reconcile``; the teller asks for the ``Credit`` (credited once however often it
+  arrives) and tells the source to ``Settle`` only after that credit was committed. Accounts
+  only ever ``tell``; only tellers ``ask``, so no two actors can wait on each other.
 
 So at rest, when every outbox is empty, the sum of the balances is what it was at the start,
 and every acknowledged transfer is in its source's ``sent`` and its destination's
@@ -24,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import random
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,12 +55,13 @@ class Credit(us.Request[bool], frozen=True):
     source: str
 
 
-class Deliver(us.Message, frozen=True):
-    """A redelivered credit: credit once, then tell the source to settle."""
+class Complete(us.Message, frozen=True):
+    """To a teller: finish a debited transfer (credit, then settle) from an outbox."""
 
     transfer: str
-    amount: int
     source: str
+    to: str
+    amount: int
 
 
 class Settle(us.Message, frozen=True):
@@ -101,17 +105,19 @@ class Account(us.Actor):
         received: dict[str, int] = msgspec.field(default_factory=dict)
         outbox: dict[str, tuple[str, int]] = msgspec.field(default_factory=dict)
 
-    def __init__(self, lookup: Lookup) -> None:
+    def __init__(self, lookup: Lookup, tellers: int) -> None:
         self.lookup = lookup
+        self.tellers = tellers
 
     async def on_start(self) -> None:
         await self.redeliver()  # the restored outbox is committed state: safe to resend
 
     async def redeliver(self) -> None:
         for transfer, (to, amount) in list(self.state.outbox.items()):
+            teller = f"teller-{sum(map(ord, transfer)) % self.tellers}"
             # UnknownActor: its supervisor is restarting it; the next reconcile resends.
             with contextlib.suppress(us.UnknownActor):
-                await self.lookup(to).tell(Deliver(transfer, amount, self.ctx.name))
+                await self.lookup(teller).tell(Complete(transfer, self.ctx.name, to, amount))
 
     async def debit(self, msg: Debit) -> bool:
         state = self.state
@@ -124,19 +130,11 @@ class Account(us.Actor):
         state.outbox[msg.transfer] = (msg.to, msg.amount)
         return True
 
-    def _credit(self, transfer: str, amount: int) -> None:
-        if transfer not in self.state.received:
-            self.state.balance += amount
-            self.state.received[transfer] = amount
-
     async def credit(self, msg: Credit) -> bool:
-        self._credit(msg.transfer, msg.amount)
+        if msg.transfer not in self.state.received:
+            self.state.balance += msg.amount
+            self.state.received[msg.transfer] = msg.amount
         return True
-
-    async def deliver(self, msg: Deliver) -> None:
-        self._credit(msg.transfer, msg.amount)
-        with contextlib.suppress(us.UnknownActor):
-            await self.lookup(msg.source).tell(Settle(msg.transfer))
 
     async def settle(self, msg: Settle) -> None:
         self.state.outbox.pop(msg.transfer, None)
@@ -170,6 +168,13 @@ class Teller(us.Actor):
         await source.tell(Settle(msg.transfer))
         return True
 
+    async def complete(self, msg: Complete) -> None:
+        """Finish a transfer from an outbox: the source settles only a committed credit."""
+        await self.lookup(msg.to).ask(
+            Credit(msg.transfer, msg.amount, msg.source), timeout=self.step_timeout
+        )
+        await self.lookup(msg.source).tell(Settle(msg.transfer))
+
 
 def account_name(i: int) -> str:
     return f"acct-{i:03d}"
@@ -191,7 +196,7 @@ def bank_tree(rt: us.Runtime, accounts: int, tellers: int, branches: int = 4) ->
                 name=f"branch-{b}",
                 strategy=strategy,
                 children=[
-                    us.Child(functools.partial(Account, lookup), name=account_name(i))
+                    us.Child(functools.partial(Account, lookup, tellers), name=account_name(i))
                     for i in members
                 ],
             )
@@ -234,8 +239,13 @@ async def run_clients(
     clients: int,
     seed: int,
     deadline: float = 5.0,
+    prefix: str | None = None,
 ) -> None:
-    """Client tasks transferring money until cancelled. Never raises for a failed transfer."""
+    """Client tasks transferring money until cancelled. Never raises for a failed transfer.
+
+    Transfer ids start with ``prefix`` (default: random), so runs on one store never reuse
+    an id an account has already applied."""
+    prefix = secrets.token_hex(4) if prefix is None else prefix
 
     async def client(c: int) -> None:
         rng = random.Random(seed * 1_000 + c)
@@ -244,7 +254,7 @@ async def run_clients(
             n += 1
             source, to = rng.sample(range(accounts), 2)
             transfer = Transfer(
-                f"c{c}-{n}", account_name(source), account_name(to), rng.randint(1, 50)
+                f"{prefix}-c{c}-{n}", account_name(source), account_name(to), rng.randint(1, 50)
             )
             start = time.perf_counter()
             try:
