@@ -1,5 +1,5 @@
 # Developer commands. On a fresh machine you need only Python 3.11+ (as python3) and the
-# package index: `make test` and `make bench` create .venv and install into it when needed.
+# package index: `make demo`, `make test` and `make bench` create .venv and install into it when needed.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 LINT_PATHS := understudy tests bench examples
 
-.PHONY: venv test lint bench clean
+.PHONY: venv demo test lint bench clean
 
 venv: $(STAMP)
 
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -e ".[dev]"
 	touch $@
+
+# The main command: a supervised bank under a chaos monkey, watched live, then audited.
+demo: $(STAMP)
+	$(VENV)/bin/understudy demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -19,7 +19,7 @@ import time
 
 import understudy as us
 from bench.harness import Benchmark, Metric, Sample, check
-from bench.tell import Count, Counter, Tick
+from bench.tell import Counter, tell_and_count
 
 
 class Crash(us.Message, frozen=True):
@@ -103,26 +103,14 @@ RESTART = Benchmark(
 async def tell_supervised(messages: int) -> Sample:
     async with us.Runtime() as rt:
         await rt.start(us.Supervisor(children=[us.Child(Counter, name="counter", capacity=1000)]))
-        counter = rt.ref("counter")
-        start = time.perf_counter()
-        for i in range(messages):
-            await counter.tell(Tick(i))
-        counted = await counter.ask(Count())
-        elapsed = time.perf_counter() - start
-    check(counted, messages, "ticks counted by the supervised actor")
-    return {"throughput": messages / elapsed}
+        return await tell_and_count(rt.ref("counter"), messages)
 
 
 async def tell_unsupervised(messages: int) -> Sample:
     async with us.Runtime() as rt:
-        counter = await rt.spawn(Counter, name="counter", capacity=1000)
-        start = time.perf_counter()
-        for i in range(messages):
-            await counter.tell(Tick(i))
-        counted = await counter.ask(Count())
-        elapsed = time.perf_counter() - start
-    check(counted, messages, "ticks counted by the unsupervised actor")
-    return {"throughput": messages / elapsed}
+        return await tell_and_count(
+            await rt.spawn(Counter, name="counter", capacity=1000), messages
+        )
 
 
 SUPERVISED_TELL = Benchmark(

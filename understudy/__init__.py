@@ -3,14 +3,16 @@
 The public API is re-exported here; import it as ``import understudy as us``.
 """
 
-from understudy.actors import Actor, Context, Ref, Timer
+from understudy.actors import Actor, Context, Durability, Ref, Timer
 from understudy.breaker import Breaker, BreakerInfo, BreakerState, BreakerStateChanged
 from understudy.budgets import Budget, BudgetExhausted, Reservation, Usage
+from understudy.chaos import Chaos, Fault, FaultInjected, InjectedFault
 from understudy.errors import (
     ActorStopped,
     BudgetExceeded,
     ChildFailed,
     CircuitOpen,
+    CorruptState,
     DeadlineExceeded,
     FallbackExhausted,
     HandlerTimeout,
@@ -18,9 +20,11 @@ from understudy.errors import (
     Killed,
     MailboxFull,
     NameTaken,
+    PersistenceError,
     QueueTimeout,
     RestartIntensityExceeded,
     RuntimeClosed,
+    StaleState,
     TimedOut,
     UnderstudyError,
     UnknownActor,
@@ -47,6 +51,7 @@ from understudy.fallback import (
 from understudy.mailbox import DEFAULT_CAPACITY, Overflow
 from understudy.messages import ExitReason, Message, Request, Terminated, decode
 from understudy.metrics import ActorInfo
+from understudy.persistence import EventSourced, Store, StoreStats
 from understudy.runtime import Runtime, run
 from understudy.supervision import (
     Backoff,
@@ -69,6 +74,10 @@ from understudy.supervision import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Chaos",
+    "Fault",
+    "FaultInjected",
+    "InjectedFault",
     "DEFAULT_CAPACITY",
     "RETRIED_BY_DEFAULT",
     "Answer",
@@ -117,9 +126,12 @@ __all__ = [
     "ActorTerminated",
     "ChildFailed",
     "Context",
+    "CorruptState",
     "DeadLetter",
     "DeadLetters",
+    "Durability",
     "Event",
+    "EventSourced",
     "EventStream",
     "ExitReason",
     "Killed",
@@ -127,10 +139,14 @@ __all__ = [
     "Message",
     "NameTaken",
     "Overflow",
+    "PersistenceError",
     "Ref",
     "Request",
     "Runtime",
     "RuntimeClosed",
+    "StaleState",
+    "Store",
+    "StoreStats",
     "Subscription",
     "Terminated",
     "Timer",

@@ -24,7 +24,7 @@ import types
 import typing
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar, Union
 
 import anyio
 import anyio.lowlevel
@@ -211,6 +211,36 @@ class ActorSystem(Protocol):
         """Validate the resilience options of a spawn and make the cell's guard."""
         ...
 
+    def persistence(self, cell: Cell, durability: Durability | None) -> Persistence:
+        """Make ``cell`` persistent (the runtime's store); raises a clear error if it cannot."""
+        ...
+
+
+# ------------------------------------------------------------------------------ persistence
+
+Durability = Literal["commit", "async"]
+"""When a persistent actor's ask is answered: ``"commit"`` (default) after the snapshot with
+the message's effects is committed; ``"async"`` at once, the commit following soon after."""
+
+
+class Persistence(Protocol):
+    """A persistent cell's link to its store (implemented by ``understudy.persistence``).
+
+    A cell without one (``Cell.persistence is None``) runs the plain serve loop and pays
+    nothing for persistence."""
+
+    async def restore(self, instance: Actor) -> None:
+        """Set the state a new instance starts from (latest committed or ``State()``)."""
+        ...
+
+    def persist(self, instance: Actor, event: Any) -> None:
+        """Apply ``event`` to ``instance`` and journal it (event-sourced actors)."""
+        ...
+
+    async def serve(self, cell: Cell, instance: Actor) -> tuple[ExitReason, BaseException | None]:
+        """The serve loop of a persistent cell (snapshots each completed message)."""
+        ...
+
 
 # --------------------------------------------------------------------------------- handlers
 
@@ -336,12 +366,17 @@ class Actor:
                 return self.state.balance
 
     An actor handles one message at a time, in order. ``self.state`` is a fresh ``State()``
-    for every new instance (a restart included) when the class declares ``State``;
+    for every new instance (a restart included) when the class declares ``State`` — for a
+    persistent actor (``persistent = True``), its last committed snapshot instead;
     ``self.ctx`` is the actor's :class:`Context`. Override :meth:`on_start`,
     :meth:`on_stop` and :meth:`on_restart` for lifecycle work.
     """
 
     State: ClassVar[type[msgspec.Struct] | None] = None
+    persistent: ClassVar[bool] = False
+    """Spawn this class persistent by default (``persistent=`` on spawn overrides it)."""
+    durability: ClassVar[Durability] = "commit"
+    """Default durability of this class when persistent (``durability=`` on spawn overrides)."""
     _handlers: ClassVar[dict[type, Handler]] = {}
     _declared: ClassVar[frozenset[type]] = frozenset()
 
@@ -358,6 +393,8 @@ class Actor:
         # String annotations (``from __future__ import annotations``) may name message types
         # local to the function that defines the actor: resolve them in that namespace too.
         caller = sys._getframe(1)
+        while caller.f_code.co_name == "__init_subclass__" and caller.f_back is not None:
+            caller = caller.f_back  # a subclass's own __init_subclass__ called super()
         cls._handlers = _build_handlers(cls, {**caller.f_globals, **caller.f_locals})
         cls._declared = frozenset(cls._handlers)
 
@@ -663,21 +700,18 @@ class Watchdog:
             self.wake_at = math.inf
             now = anyio.current_time()
             while heap and heap[0][0] <= now:
-                entry = heapq.heappop(heap)
-                _, _, reply, cell, msg, timeout, budget = entry
-                if reply is None:
-                    self.answered -= 1
-                else:
-                    entry[2] = None  # its asker's done() will not count it
-                    if isinstance(reply, Reply):
-                        self._expire(reply, cell, msg, timeout, budget)
-                    else:
-                        reply.set()  # a sender waiting for room: it gives up
+                self._expire(heapq.heappop(heap))
+            # No local may keep an expired entry's reply (and so a late reply) alive here.
 
-    @staticmethod
-    def _expire(
-        reply: Reply, cell: Cell, msg: Message, timeout: float | None, budget: Budget | None
-    ) -> None:
+    def _expire(self, entry: list[Any]) -> None:
+        _, _, reply, cell, msg, timeout, budget = entry
+        if reply is None:
+            self.answered -= 1
+            return
+        entry[2] = None  # its asker's done() will not count it
+        if not isinstance(reply, Reply):
+            reply.set()  # a sender waiting for room: it gives up
+            return
         cell.meter.ask_timeouts += 1
         what = f"ask({type(msg).__qualname__}) to actor {cell.label!r}"
         if budget is not None:
@@ -850,6 +884,8 @@ class Context:
         timeout: float | None = None,
         queue_timeout: float | None = None,
         idle_timeout: float | None = None,
+        persistent: bool | None = None,
+        durability: Durability | None = None,
     ) -> Ref:
         """Start a child actor; see ``Runtime.spawn`` for the options.
 
@@ -870,6 +906,8 @@ class Context:
             timeout=timeout,
             queue_timeout=queue_timeout,
             idle_timeout=idle_timeout,
+            persistent=persistent,
+            durability=durability,
         )
         return cell.ref
 
@@ -933,6 +971,10 @@ class Context:
         limits: Limits | None = None,
     ) -> Timer:
         cell = self._cell
+        if cell.ctx is not self:
+            raise ActorStopped(
+                f"cannot schedule on actor {cell.label!r}: this context's instance has ended"
+            )
         if cell.handlers.get(type(msg)) is None:
             resolve_handler(cell.actor_class, msg, cell.label)
         timer = Timer(self._timers)
@@ -950,6 +992,23 @@ class Context:
             timer._run, self._cell, msg, delay, None, None, True
         )
         return timer
+
+    async def persist(self, event: Any) -> None:
+        """Record ``event`` in this event-sourced actor's journal and apply it to the state.
+
+        The event is applied at once; it is committed with the other events of the message
+        being handled when that message completes (none of them if its handler raises), and
+        with ``durability="commit"`` the reply waits for that commit. Never blocks. Raises
+        ``TypeError`` if the actor is not an ``understudy.EventSourced`` actor or does not
+        declare the event's type.
+        """
+        cell = self._cell
+        if cell.persistence is None or cell.instance is None:
+            raise TypeError(
+                f"actor {cell.label!r} is not persistent: ctx.persist needs an "
+                "understudy.EventSourced actor"
+            )
+        cell.persistence.persist(cell.instance, event)
 
     def stop(self) -> None:
         """Stop this actor (reason ``normal``) once the current message is handled."""
@@ -985,6 +1044,7 @@ class Cell:
         "ctx",
         "current",
         "done",
+        "doomed",
         "exit_error",
         "exit_reason",
         "factory",
@@ -1001,6 +1061,7 @@ class Cell:
         "meter",
         "name",
         "parent",
+        "persistence",
         "ref",
         "restarts",
         "scope",
@@ -1055,6 +1116,7 @@ class Cell:
         self.restarts = 0
         """Restarts of this identity: supervision calls understudy.meter.count_restart."""
         self.stopping = False
+        self.doomed = False
         self.instance_done: anyio.Event | None = None
         self.done: anyio.Event | None = None
         self.exit_reason: ExitReason | None = None
@@ -1066,6 +1128,7 @@ class Cell:
         self.gate: Guarding | None = None
         """The guard while sends must pass through it (see :class:`Guarding`), else None.
         Set it with :meth:`set_gate`: ``accepting`` is False while there is a gate."""
+        self.persistence: Persistence | None = None
 
     # -- sending (slow paths; the fast path is inlined in Ref.tell/ask) --
 
@@ -1088,7 +1151,9 @@ class Cell:
                         raise RuntimeClosed(
                             f"cannot send to actor {self.label!r}: its runtime has exited"
                         )
-                    self.dead_letter(envelope, "stopped")
+                    self.dead_letter(
+                        envelope, "shutdown" if self.system.shutting_down else "stopped"
+                    )
                     if envelope[2] is not None:
                         raise ActorStopped(f"actor {self.label!r} has stopped")
                     return
@@ -1247,6 +1312,9 @@ class Cell:
         try:
             with anyio.CancelScope() as scope:
                 self.scope = scope
+                if self.doomed:
+                    self.doomed = False
+                    scope.cancel()
                 self.generation += 1
                 self.stopping = False
                 self.current = (None, None, None, next(self.system.correlation_ids), 0.0, None)
@@ -1254,6 +1322,8 @@ class Cell:
                 state_type = self.actor_class.State
                 instance.state = state_type() if state_type is not None else None
                 try:
+                    if self.persistence is not None:  # the last committed snapshot
+                        await self.persistence.restore(instance)
                     if restarted_after is not None:
                         await instance.on_restart(restarted_after)
                     await instance.on_start()
@@ -1274,7 +1344,10 @@ class Cell:
                     self.system.events.publish(
                         ActorStarted(actor=self.label, actor_class=self.actor_class.__qualname__)
                     )
-                reason, error = await self.serve(instance)
+                if self.persistence is None:
+                    reason, error = await self.serve(instance)
+                else:
+                    reason, error = await self.persistence.serve(self, instance)
                 self.stopping = True
                 await self.stop_children()
                 try:
@@ -1580,6 +1653,8 @@ class Cell:
         """Cancel the running instance where it stands. Never blocks."""
         if self.scope is not None:
             self.scope.cancel()
+        elif self.instance is not None:
+            self.doomed = True  # its task has not made its scope yet: cancel it at birth
 
     async def wait_terminated(self) -> None:
         if not self.terminated:
@@ -1681,12 +1756,16 @@ async def spawn_cell(
     timeout: float | None = None,
     queue_timeout: float | None = None,
     idle_timeout: float | None = None,
+    persistent: bool | None = None,
+    durability: Durability | None = None,
 ) -> Cell:
     """Validate the options, create the identity and start its first instance.
 
     Returns once the instance's ``on_start`` returned; raises what it raised (and then
     the identity does not exist). Raises :class:`NameTaken` for a live name. ``breaker``
-    and the time limits make the identity's guard (see ``Runtime.spawn``).
+    and the time limits make the identity's guard (see ``Runtime.spawn``). ``persistent``
+    (default: the class's ``persistent``) makes it persistent in the runtime's store, with
+    ``durability`` (default: the class's ``durability``).
     """
     if system.closed:
         raise RuntimeClosed(
@@ -1715,6 +1794,10 @@ async def spawn_cell(
         cell.linked = False  # a supervisor hears of its children's exits through the hook
     if not (breaker is None and timeout is None and queue_timeout is None and idle_timeout is None):
         cell.guard = system.guard(cell, breaker, timeout, queue_timeout, idle_timeout)
+    if persistent if persistent is not None else actor_class.persistent:
+        cell.persistence = system.persistence(cell, durability)
+    elif durability is not None:
+        raise ValueError(f"{where}: durability= applies to persistent actors only")
     instance = cell.new_instance()
     system.register(cell)  # raises NameTaken; reserves the name during on_start
     if parent is not None:
@@ -1776,6 +1859,8 @@ __all__ = [
     "Guarding",
     "Limits",
     "SKIPPED",
+    "Durability",
+    "Persistence",
     "Ref",
     "Scope",
     "Reply",

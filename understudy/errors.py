@@ -188,6 +188,66 @@ class FallbackExhausted(UnderstudyError):
         self.failures = failures
 
 
+# -- persistence ---------------------------------------------------------------------------
+
+
+class PersistenceError(UnderstudyError):
+    """A persistent actor's snapshot could not be committed, or its store could not be used.
+
+    An ``ask`` whose reply was waiting for that commit raises it (the effect was *not*
+    acknowledged, and is not on disk); the actor fails, so a supervisor restarts it from its
+    last committed snapshot. Transient errors (a busy database) are retried with backoff
+    before this is raised.
+    """
+
+
+class StaleState(PersistenceError):
+    """A snapshot write was refused because the stored version is not the one this actor
+    loaded: another runtime (or another process) wrote the same actor since. Nothing was
+    overwritten; the actor fails and, when restarted, loads the newer snapshot.
+
+    ``actor`` is the actor's name, ``expected`` the version this runtime built on, ``found``
+    the version in the store (None if the row is gone).
+    """
+
+    def __init__(self, actor: str, expected: int, found: int | None) -> None:
+        where = "no row" if found is None else f"version {found}"
+        super().__init__(
+            f"snapshot of actor {actor!r} is stale: it was built on version {expected} but "
+            f"the store holds {where}; another runtime writes this actor too (each persistent "
+            "name must be served by one runtime at a time)"
+        )
+        self.actor = actor
+        self.expected = expected
+        self.found = found
+
+
+class CorruptState(PersistenceError):
+    """A stored snapshot could not be decoded into the actor's ``State``: the row is damaged
+    or ``State`` changed incompatibly (a field removed from the data that has no default, or
+    a field whose type changed). Only that actor's start fails; the row is left untouched.
+
+    For an event-sourced actor the bad row may be a journal entry; then ``version`` is that
+    entry's sequence number.
+
+    ``actor`` is the actor's name, ``version`` the row's version, ``detail`` msgspec's
+    description of what did not decode (it names the field's path, e.g. ``$.balance``).
+    """
+
+    def __init__(self, actor: str, version: int, detail: str, *, row: str = "snapshot") -> None:
+        if row == "snapshot":
+            what = f"its snapshot (version {version}) does not decode into its State"
+        else:
+            what = f"its journal entry (version {version}) cannot be replayed"
+        super().__init__(
+            f"cannot restore actor {actor!r}: {what}: {detail}. Fix the type (new fields "
+            "need defaults) or inspect the row with `understudy inspect`"
+        )
+        self.actor = actor
+        self.version = version
+        self.detail = detail
+
+
 __all__ = [
     "BudgetExceeded",
     "FallbackExhausted",
@@ -200,10 +260,13 @@ __all__ = [
     "RestartIntensityExceeded",
     "ActorStopped",
     "ChildFailed",
+    "CorruptState",
     "Killed",
     "MailboxFull",
     "NameTaken",
+    "PersistenceError",
     "RuntimeClosed",
+    "StaleState",
     "UnderstudyError",
     "UnknownActor",
 ]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
+import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -32,9 +33,12 @@ from understudy.actors import (
     DEFAULT_SHUTDOWN,
     A,
     Cell,
+    Durability,
+    Persistence,
     Ref,
     Watchdog,
     _cell_of,
+    _current,
     check_positive,
     spawn_cell,
 )
@@ -45,6 +49,7 @@ from understudy.events import DeadLetters, EventStream
 from understudy.mailbox import DEFAULT_CAPACITY, Overflow, check_capacity
 from understudy.messages import ExitReason
 from understudy.metrics import ActorInfo, Metrics, check_endpoint
+from understudy.persistence import Store, StoreCollector, attach
 from understudy.resilience import Guard, ResilienceMetrics, make_guard
 from understudy.supervision import Supervisor, SupervisorActor, SupervisorRef, _TerminateChild
 
@@ -70,6 +75,11 @@ class Runtime:
     handler durations and mailbox waits are then not exported). ``metrics_registry`` is
     the ``prometheus_client`` registry to report into (default: a new one per runtime);
     a registry holds one running runtime at a time (entering another raises ``ValueError``).
+
+    ``store`` is where persistent actors keep their state: a SQLite file path (created if
+    missing) or a :class:`~understudy.Store` for non-default settings; ``None`` (default)
+    means no persistence. The runtime opens the store when it starts and closes it after
+    every actor stopped.
     """
 
     def __init__(
@@ -80,6 +90,7 @@ class Runtime:
         clock: Callable[[], float] | None = None,
         metrics: bool | tuple[str, int] = True,
         metrics_registry: CollectorRegistry | None = None,
+        store: str | os.PathLike[str] | Store | None = None,
     ) -> None:
         if clock is not None and not callable(clock):
             raise TypeError(f"Runtime(clock=) must be a function returning seconds, not {clock!r}")
@@ -119,6 +130,10 @@ class Runtime:
         """This runtime's Prometheus metrics, endpoint and ASGI app."""
         self.resilience = ResilienceMetrics()
         """Counters of breakers, budgets, fallbacks and retries (internal; exported)."""
+        self.store: Store | None = (
+            store if store is None or isinstance(store, Store) else Store(store)
+        )
+        """The persistent actors' store (None: no persistence)."""
 
     # -- lifecycle --
 
@@ -132,6 +147,17 @@ class Runtime:
             self.clock, self.watchdog.offset = _event_loop_clock()
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
+        if self.store is not None:
+            try:
+                await self.store.open(self._task_group)
+            except BaseException:
+                self._task_group.cancel_scope.cancel()
+                try:
+                    await self._task_group.__aexit__(None, None, None)
+                finally:
+                    await self.metrics.aclose()
+                raise
+            self.metrics.add_source(StoreCollector(self.store))
         # The body of `async with` runs in this scope: a root supervisor giving up cancels it.
         self._host_scope = anyio.CancelScope()
         self._host_scope.__enter__()
@@ -155,7 +181,11 @@ class Runtime:
             # Shielded: a host being cancelled still gets a bounded, graceful shutdown
             # (every stop is bounded by that actor's shutdown time, then a kill).
             with anyio.CancelScope(shield=True):
-                await self._stop_all()
+                try:
+                    await self._stop_all()
+                finally:
+                    if self.store is not None:  # after every actor: commit what they queued
+                        await self.store.aclose()
         finally:
             self.closed = True
             self.events.close()
@@ -224,6 +254,10 @@ class Runtime:
             self, self.resilience, cell, breaker, timeout, queue_timeout, idle_timeout
         )
 
+    def persistence(self, cell: Cell, durability: Durability | None) -> Persistence:
+        """Make ``cell`` persistent in this runtime's store (internal)."""
+        return attach(self.store, cell, durability)
+
     # -- public API --
 
     async def spawn(
@@ -238,6 +272,8 @@ class Runtime:
         timeout: float | None = None,
         queue_timeout: float | None = None,
         idle_timeout: float | None = None,
+        persistent: bool | None = None,
+        durability: Durability | None = None,
     ) -> Ref:
         """Start a top-level actor and return its ref once its ``on_start`` returned.
 
@@ -255,8 +291,15 @@ class Runtime:
         goes that long without ``ctx.heartbeat()``; ``queue_timeout`` drops a message that
         waited longer in the mailbox. Times are positive seconds.
 
+        ``persistent=True`` (default: the class's ``persistent`` attribute) keeps the actor's
+        ``State`` in the runtime's store: it starts from its last committed snapshot and is
+        snapshotted after each message. It needs a ``name`` (the key of its snapshots), a
+        ``State`` and a store. ``durability`` is ``"commit"`` (default: an ask's reply waits
+        for the commit of its effects) or ``"async"`` (reply at once, commit soon after).
+
         Raises :class:`NameTaken` for a live name, ``TypeError``/``ValueError`` for bad
-        options, whatever ``on_start`` raised (the actor then does not exist), and
+        options, whatever ``on_start`` raised (the actor then does not exist),
+        :class:`CorruptState` when a persistent actor's snapshot does not decode, and
         :class:`RuntimeClosed` outside the runtime's ``async with``.
         """
         cell = await spawn_cell(
@@ -271,6 +314,8 @@ class Runtime:
             timeout=timeout,
             queue_timeout=queue_timeout,
             idle_timeout=idle_timeout,
+            persistent=persistent,
+            durability=durability,
         )
         return cell.ref
 
@@ -342,6 +387,11 @@ class Runtime:
             timeout = check_positive(timeout, f"stop({cell.label!r}): timeout")
         if self.closed:
             raise RuntimeClosed("cannot stop an actor: the runtime has exited")
+        if _current.get() is cell:
+            raise RuntimeError(
+                f"actor {cell.label!r} cannot rt.stop() itself (it would wait for its own "
+                "end): use self.ctx.stop()"
+            )
         supervisor = cell.supervisor
         if isinstance(supervisor, SupervisorActor) and not cell.terminated:
             # A supervised child stopped from outside is terminated through its supervisor,

@@ -1,0 +1,278 @@
+"""The store's on-disk layout: schema, migrations, connection settings and every SQL statement.
+
+The schema version lives in ``PRAGMA user_version``. ``MIGRATIONS[i]`` upgrades a file from
+version ``i`` to ``i + 1``; opening a store applies what is missing, in one ``BEGIN
+IMMEDIATE`` transaction, so a file is never left half-migrated. A file written by a newer
+understudy (a higher ``user_version``) is refused rather than guessed at.
+
+Every statement that carries data is parameterised. The only values formatted into SQL are
+the schema version and the pragma settings below, which are this module's own constants.
+
+These are plain synchronous functions on :mod:`sqlite3` connections: they run on a worker
+thread (opening, migrating) or inside the trio driver's one hop per group.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Literal, NamedTuple
+
+from understudy.errors import PersistenceError
+
+Synchronous = Literal["normal", "full"]
+"""``PRAGMA synchronous`` for the store's connections (WAL mode).
+
+``"normal"`` (default): a commit survives a crash or SIGKILL of the process, since it is in
+the write-ahead log the moment COMMIT returns; an operating-system crash or a power loss may
+roll back the last transactions (the file stays consistent). ``"full"``: the log is fsynced
+at every commit, so a commit survives a power loss too (on a disk that honours fsync), at the
+disk's fsync rate per group.
+"""
+
+SYNCHRONOUS: tuple[Synchronous, ...] = ("normal", "full")
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 0 -> 1: snapshots, one row per persistent actor.
+    (
+        """
+        CREATE TABLE snapshots (
+            actor   TEXT PRIMARY KEY,  -- the actor's name
+            version INTEGER NOT NULL,  -- 1, 2, ...: moves forward only (compare-and-set)
+            state   BLOB NOT NULL,     -- the actor's State, msgspec msgpack
+            updated REAL NOT NULL      -- unix time of the commit that wrote it
+        )
+        """,
+    ),
+    # 1 -> 2: the journal of event-sourced actors. For them snapshots.version is the sequence
+    # number of the last event the snapshot includes.
+    (
+        """
+        CREATE TABLE journal (
+            actor    TEXT NOT NULL,     -- the actor's name
+            seq      INTEGER NOT NULL,  -- 1, 2, ... per actor, no gaps
+            kind     TEXT NOT NULL,     -- the event type's name
+            event    BLOB NOT NULL,     -- the event, msgspec msgpack
+            recorded REAL NOT NULL,     -- unix time of the commit that appended it
+            PRIMARY KEY (actor, seq)
+        ) WITHOUT ROWID
+        """,
+    ),
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+"""The ``user_version`` this understudy writes and understands."""
+
+# -- statements ------------------------------------------------------------------------------
+
+UPDATE_SNAPSHOT = (
+    "UPDATE snapshots SET version = ?, state = ?, updated = ? WHERE actor = ? AND version = ?"
+)
+"""Compare-and-set: changes the row only if it still holds the version we built on."""
+
+INSERT_SNAPSHOT = (
+    "INSERT INTO snapshots (actor, version, state, updated) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (actor) DO NOTHING"
+)
+"""The first snapshot of an actor: refused (0 rows) if a row appeared meanwhile."""
+
+SELECT_VERSION = "SELECT version FROM snapshots WHERE actor = ?"
+
+INSERT_EVENT = (
+    "INSERT INTO journal (actor, seq, kind, event, recorded) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (actor, seq) DO NOTHING"
+)
+"""Append one event: refused (0 rows) if that sequence number is taken (another writer)."""
+
+SELECT_LAST_SEQ = "SELECT MAX(seq) FROM journal WHERE actor = ?"
+
+SELECT_JOURNAL = (
+    "SELECT seq, kind, event, recorded FROM journal WHERE actor = ? AND seq > ? ORDER BY seq"
+)
+
+PRUNE_BEFORE = "DELETE FROM journal WHERE actor = ? AND seq <= ?"
+"""Retention in a group: drop an actor's events up to a sequence number."""
+
+PRUNE_JOURNAL = (
+    "DELETE FROM journal WHERE seq <= "
+    "(SELECT version FROM snapshots WHERE snapshots.actor = journal.actor) - ?"
+)
+"""Retention on demand: drop the events every actor's snapshot already includes, but the
+last ``?`` of them (parameter: how many to keep)."""
+
+LIST_SNAPSHOTS = "SELECT actor, version, updated, state FROM snapshots ORDER BY actor"
+
+LOAD_CHUNK = 500
+"""Names per ``SELECT ... IN (...)`` when loading (well under SQLite's parameter limit)."""
+
+
+def select_snapshots(count: int) -> str:
+    """``SELECT`` of the snapshots of ``count`` actors (their names bound as parameters)."""
+    return (
+        "SELECT actor, version, state FROM snapshots WHERE actor IN ("
+        + ", ".join("?" * count)
+        + ")"
+    )
+
+
+Event = tuple[int, str, bytes]
+"""A journal entry: sequence number, event type name, encoded event."""
+
+
+class Write(NamedTuple):
+    """Everything one group writes for one actor; committed whole or not at all."""
+
+    actor: str
+    base: int
+    """The snapshot version ``state`` was built on (0: the actor has no row yet)."""
+    version: int
+    """The new snapshot's version (for an event-sourced actor: its last event's seq)."""
+    state: bytes | None
+    """The new snapshot, or None when this write only appends events."""
+    events: list[Event]
+    """Events to append to the journal, in order."""
+    prune_before: int
+    """Drop this actor's journal entries up to this seq (retention); 0: keep them."""
+
+
+Stale = tuple[str, int, int | None]
+"""A refused write: actor, the version it was built on, the version found (None: no row)."""
+
+
+def write_params(
+    writes: list[Write], updated: float
+) -> tuple[
+    list[tuple[int, bytes, float, str, int]],
+    list[tuple[str, int, bytes, float]],
+    list[tuple[str, int, str, bytes, float]],
+    list[tuple[str, int]],
+]:
+    """The parameters of a group's statements: updates, inserts, events, prunes."""
+    updates: list[tuple[int, bytes, float, str, int]] = []
+    inserts: list[tuple[str, int, bytes, float]] = []
+    events: list[tuple[str, int, str, bytes, float]] = []
+    prunes: list[tuple[str, int]] = []
+    for write in writes:
+        actor = write.actor
+        if write.events:
+            events.extend((actor, seq, kind, data, updated) for seq, kind, data in write.events)
+        if write.state is not None:
+            if write.base:
+                updates.append((write.version, write.state, updated, actor, write.base))
+            else:
+                inserts.append((actor, write.version, write.state, updated))
+        if write.prune_before:
+            prunes.append((actor, write.prune_before))
+    return updates, inserts, events, prunes
+
+
+# -- connections -----------------------------------------------------------------------------
+
+
+def pragmas(synchronous: Synchronous, busy_timeout: float) -> list[str]:
+    """Per-connection settings (journal_mode=WAL is a property of the file, set by
+    :func:`prepare`)."""
+    return [
+        f"PRAGMA synchronous = {'FULL' if synchronous == 'full' else 'NORMAL'}",
+        f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}",
+    ]
+
+
+def connect(path: str, synchronous: Synchronous, busy_timeout: float) -> sqlite3.Connection:
+    """A connection for the trio driver: usable from any worker thread (the store's writer
+    task serialises its use), implicit ``BEGIN IMMEDIATE`` before the first write."""
+    conn = sqlite3.connect(
+        path, timeout=busy_timeout, isolation_level="IMMEDIATE", check_same_thread=False
+    )
+    try:
+        for pragma in pragmas(synchronous, busy_timeout):
+            conn.execute(pragma)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def prepare(path: str, busy_timeout: float) -> int:
+    """Create the file if needed, switch it to WAL, bring its schema up to date.
+
+    Blocking; run it on a worker thread. Returns the schema version found before migrating.
+    Raises :class:`PersistenceError` if WAL cannot be enabled or the file is newer than
+    this understudy.
+    """
+    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise PersistenceError(
+                f"cannot use {path!r} as a store: SQLite refused WAL mode (journal_mode is "
+                f"{mode!r}); use a file on a local disk (not ':memory:')"
+            )
+        return migrate(conn, path)
+    finally:
+        conn.close()
+
+
+def migrate(conn: sqlite3.Connection, path: str, target: int = SCHEMA_VERSION) -> int:
+    """Apply ``MIGRATIONS`` up to ``target`` in one transaction; the version found before.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``).
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        found = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if found > SCHEMA_VERSION:
+            raise PersistenceError(
+                f"the store {path!r} has schema version {found}, newer than this understudy "
+                f"understands ({SCHEMA_VERSION}); upgrade understudy to open it"
+            )
+        for version in range(found, target):
+            for statement in MIGRATIONS[version]:
+                conn.execute(statement)
+        if target > found:
+            conn.execute(f"PRAGMA user_version = {int(target)}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return found
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether ``error`` is worth retrying: the database was busy or locked."""
+    if getattr(error, "transient", False):
+        return True
+    code = getattr(error, "sqlite_errorcode", None)
+    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or (
+        code is None
+        and isinstance(error, sqlite3.OperationalError)
+        and ("locked" in str(error) or "busy" in str(error))
+    )
+
+
+__all__ = [
+    "INSERT_EVENT",
+    "INSERT_SNAPSHOT",
+    "LIST_SNAPSHOTS",
+    "LOAD_CHUNK",
+    "MIGRATIONS",
+    "PRUNE_BEFORE",
+    "PRUNE_JOURNAL",
+    "SCHEMA_VERSION",
+    "SELECT_JOURNAL",
+    "SELECT_LAST_SEQ",
+    "SELECT_VERSION",
+    "SYNCHRONOUS",
+    "UPDATE_SNAPSHOT",
+    "Event",
+    "Stale",
+    "Synchronous",
+    "Write",
+    "connect",
+    "is_transient",
+    "migrate",
+    "prepare",
+    "pragmas",
+    "select_snapshots",
+    "write_params",
+]
