@@ -36,7 +36,6 @@ from understudy.actors import (
     Durability,
     Persistence,
     Ref,
-    Watchdog,
     _cell_of,
     _current,
     check_positive,
@@ -44,6 +43,7 @@ from understudy.actors import (
 )
 from understudy.breaker import Breaker, BreakerInfo
 from understudy.budgets import BudgetScope
+from understudy.deadlines import Watchdog
 from understudy.errors import NameTaken, RuntimeClosed, UnknownActor
 from understudy.events import DeadLetters, EventStream
 from understudy.mailbox import DEFAULT_CAPACITY, Overflow, check_capacity
