@@ -37,6 +37,7 @@ def test_the_demo_runs_chaos_and_reports_that_nothing_was_lost(backend: str, tmp
     out = result.stdout
     assert "metrics http://127.0.0.1:" in out
     assert "t=  1.0s" in out  # the live view refreshed
+    assert "breakers    8 " in out  # every teller's breaker is shown
     summary = out[out.index("== summary ==") :]
     assert "kill " in summary  # the monkey did kill
     assert "money: 20,000 before, 20,000 after" in summary

@@ -180,9 +180,16 @@ def account_name(i: int) -> str:
     return f"acct-{i:03d}"
 
 
-def bank_tree(rt: us.Runtime, accounts: int, tellers: int, branches: int = 4) -> us.Supervisor:
+def bank_tree(
+    rt: us.Runtime,
+    accounts: int,
+    tellers: int,
+    branches: int = 4,
+    breaker: us.Breaker | None = None,
+) -> us.Supervisor:
     """Three levels, mixed strategies: the bank (OneForOne) over the tellers (OneForOne) and
-    the vault (RestForOne), whose branches are OneForOne except the last, OneForAll."""
+    the vault (RestForOne), whose branches are OneForOne except the last, OneForAll.
+    ``breaker``, when given, guards each teller (each gets its own copy)."""
     # Chaos kills on purpose, hundreds a second: only a runaway loop should make one give up.
     intensity: dict[str, Any] = {"max_restarts": 100_000, "within": 1.0}
     lookup = rt.ref
@@ -202,7 +209,8 @@ def bank_tree(rt: us.Runtime, accounts: int, tellers: int, branches: int = 4) ->
             )
         )
     teller_specs = [
-        us.Child(functools.partial(Teller, lookup, 2.0), name=f"teller-{t}") for t in range(tellers)
+        us.Child(functools.partial(Teller, lookup, 2.0), name=f"teller-{t}", breaker=breaker)
+        for t in range(tellers)
     ]
     return us.Supervisor(
         name="bank",

@@ -100,7 +100,9 @@ async def _demo(args: argparse.Namespace, out: TextIO, db: Path, seed: int, work
         print(f"  logs    {workdir / 'demo.log'}", file=out)
         print("  Ctrl-C stops early, with the summary.\n", file=out, flush=True)
         with rt.events.subscribe(us.SupervisorGaveUp, buffer=100) as give_ups:
-            await rt.start(bank.bank_tree(rt, accounts, tellers))
+            # Tellers fail when chaos hits them or the accounts they ask: their breakers trip.
+            guard = us.Breaker(failures=3, reset_after=0.5, successes=1, jitter=0.0)
+            await rt.start(bank.bank_tree(rt, accounts, tellers, breaker=guard))
             chaos = us.Chaos(rt, seed=seed)
             started = time.monotonic()
             async with anyio.create_task_group() as tg:
@@ -159,6 +161,22 @@ def _store_line(rt: us.Runtime) -> str:
     )
 
 
+def _breakers_line(rt: us.Runtime) -> str:
+    states: dict[str, int] = {}
+    trips = 0
+    for cell in list(rt.metrics.cells.values()):
+        guard = cell.guard
+        if guard is None or guard.breaker is None:
+            continue
+        info = guard.breaker.snapshot()
+        states[info.state] = states.get(info.state, 0) + 1
+        trips += info.transitions.get("open", 0)
+    if not states:
+        return "breakers    none"
+    shown = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+    return f"breakers    {shown}; opened {trips:,} times"
+
+
 def _view(rt: us.Runtime, chaos: us.Chaos, tally: bank.Tally, elapsed: float, last: int) -> str:
     cells = list(rt.metrics.cells.values())
     alive = sum(1 for cell in cells if cell.instance is not None)
@@ -173,7 +191,7 @@ def _view(rt: us.Runtime, chaos: us.Chaos, tally: bank.Tally, elapsed: float, la
             f"failed {tally.failed:,})",
             f"actors      {alive} serving, {restarting} restarting; restarts so far {restarts:,}",
             f"chaos       {faults}",
-            "breakers    n/a (none configured in this workload)",
+            _breakers_line(rt),
             f"dead letters {letters}",
             _store_line(rt),
             "",
@@ -198,6 +216,7 @@ def _summary(
         "(not acknowledged: killed, timed out or not committed)",
         f"chaos: {faults} (seed {seed}: rerun with --seed {seed} to replay)",
         _store_line(rt),
+        _breakers_line(rt),
         *verdict.lines(),
     ]
     return "\n".join(lines)
