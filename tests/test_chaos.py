@@ -244,6 +244,10 @@ async def test_bad_chaos_input_is_refused_with_clear_errors() -> None:
             chaos.inject("w", probability=2)
         with pytest.raises(ValueError, match="k must be an int >= 0"):
             await chaos.kill_random(-1)
+        with pytest.raises(TypeError, match="name must be a glob pattern"):
+            await chaos.kill_random(1, name=3)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="actor_class must be an Actor subclass"):
+            await chaos.kill_random(1, actor_class=int)  # type: ignore[arg-type]
         with pytest.raises(us.UnknownActor, match="'nobody'"):
             await chaos.kill("nobody")
         with pytest.raises(TypeError, match="must be an exception"):

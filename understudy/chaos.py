@@ -216,6 +216,12 @@ class Chaos:
         """Live, running actors matching every filter, in spawn order: of ``actor_class`` (or
         a subclass), whose name matches the glob ``name``, under ``subtree``; supervisors only
         when ``supervisors`` is true."""
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a glob pattern (str) or None, not {name!r}")
+        if actor_class is not None and not (
+            isinstance(actor_class, type) and issubclass(actor_class, Actor)
+        ):
+            raise TypeError(f"actor_class must be an Actor subclass or None, not {actor_class!r}")
         root = self._cell(subtree, "subtree") if subtree is not None else None
         found = []
         for cell in list(self.rt.metrics.cells.values()):

@@ -95,13 +95,6 @@ class Mailbox(Generic[T]):
             self.waiter = None
             waiter.set()
 
-    def take(self) -> T:
-        """Pop the oldest user message and let a blocked sender retry. Lane must be non-empty."""
-        item = self.queue.popleft()
-        if self.senders:
-            self.wake_sender()
-        return item
-
     def wake_sender(self) -> None:
         """Wake the longest-blocked sender, unless one woken earlier has not run yet."""
         if not self.baton and self.senders:
