@@ -29,15 +29,20 @@ import anyio
 import anyio.lowlevel
 import msgspec
 
+from understudy._checks import check_name
 from understudy.errors import (
     ActorStopped,
+    BudgetExceeded,
     ChildFailed,
     CircuitOpen,
     DeadlineExceeded,
+    HandlerCancelled,
     Killed,
     MailboxFull,
     QueueTimeout,
     RuntimeClosed,
+    UnderstudyError,
+    UnknownActor,
 )
 from understudy.events import (
     ActorFailed,
@@ -45,6 +50,7 @@ from understudy.events import (
     ActorTerminated,
     DeadLetter,
     DeadLetters,
+    ErrorAnswered,
     EventStream,
 )
 from understudy.mailbox import Mailbox, Overflow, check_capacity, check_overflow
@@ -93,6 +99,36 @@ DEFAULT_SHUTDOWN = 5.0
 cancelled."""
 
 _LIFECYCLE = frozenset({"on_start", "on_stop", "on_restart"})
+
+Answers = tuple[type[BaseException], ...]
+
+ANSWERS: Answers = (ValueError, TimeoutError, ConnectionError, UnderstudyError)
+"""The exceptions a handler of the base :class:`Actor` *answers* with instead of crashing
+(``Actor.answers``; ``answers=`` on spawn and ``us.Child``). ``ValueError`` is how Python
+code refuses a request it cannot serve (bad input, insufficient funds); ``TimeoutError`` and
+``ConnectionError`` are what a tool or a remote service fails with; :class:`UnderstudyError`
+is the runtime's own answer to a call the handler made (a nested ask that timed out, hit an
+open circuit or a spent budget, a stopped actor). None of them says the actor's own state
+is broken. Everything else (``KeyError``, ``AttributeError``, ``AssertionError``, a
+``RuntimeError``…) is a crash, as in OTP."""
+
+ALWAYS_ANSWERS: Answers = (BudgetExceeded, DeadlineExceeded, CircuitOpen, HandlerCancelled)
+"""Answers whatever ``answers`` says: limits of the *caller* (its budget, its deadline, an
+open circuit further down) and a cancellation the handler caused itself."""
+
+
+def check_answers(answers: object, where: str) -> Answers:
+    """``answers`` as a tuple of exception classes; ``TypeError`` naming ``where`` else."""
+    if isinstance(answers, type) and issubclass(answers, BaseException):
+        answers = (answers,)
+    if not isinstance(answers, tuple) or not all(
+        isinstance(tp, type) and issubclass(tp, Exception) for tp in answers
+    ):
+        raise TypeError(
+            f"{where}: answers must be a tuple of exception classes (Exception subclasses), "
+            f"not {answers!r}"
+        )
+    return answers
 
 _current: ContextVar[Cell | Scope | None] = ContextVar("understudy_current_cell", default=None)
 """The cell whose task is running; set once per instance task, so a send made inside a
@@ -167,8 +203,13 @@ class Guarding(Protocol):
         must not run (an open breaker: it was dead-lettered)."""
         ...
 
-    def failed(self, cell: Cell, error: Exception) -> str:
+    def failed(self, cell: Cell, error: BaseException) -> str:
         """The handler raised ``error``: count it; the dead-letter reason of its message."""
+        ...
+
+    def own_limit(self, error: BaseException) -> bool:
+        """Whether ``error`` is this guard's own time limit cutting the handler (a crash,
+        whatever the actor's answers say)."""
         ...
 
     def interrupted(self) -> None:
@@ -200,6 +241,19 @@ class ActorSystem(Protocol):
 
     def unregister(self, cell: Cell) -> None: ...
 
+    def ref(self, name: str) -> Ref:
+        """A ref bound to ``name`` (see :class:`Ref`)."""
+        ...
+
+    def holder(self, name: str) -> Cell | None:
+        """The live identity called ``name``, or None. Never blocks."""
+        ...
+
+    async def await_name(self, name: str, deadline: float) -> Cell:
+        """The live identity called ``name``, waiting for one to start (until ``deadline``
+        if nonzero, else the runtime's ``name_wait``)."""
+        ...
+
     def guard(
         self,
         cell: Cell,
@@ -223,11 +277,39 @@ Durability = Literal["commit", "async"]
 the message's effects is committed; ``"async"`` at once, the commit following soon after."""
 
 
+PERSISTENCE_FAILED = "persistence_failed"
+"""System-lane item kind ``(PERSISTENCE_FAILED, error, generation)``: a write of that
+instance of a persistent actor failed, and the instance must fail."""
+
+
 class Persistence(Protocol):
     """A persistent cell's link to its store (implemented by ``understudy.persistence``).
 
-    A cell without one (``Cell.persistence is None``) runs the plain serve loop and pays
-    nothing for persistence."""
+    A cell without one (``Cell.persistence is None``) pays one ``is None`` per message for
+    persistence in the serve loop (:meth:`Cell.serve`), which calls these hooks."""
+
+    @property
+    def pipeline(self) -> bool:
+        """False: the loop waits for each message's commit before the next
+        (:meth:`committed`)."""
+        ...
+
+    generation: int
+    """Instances restored so far (a failure notice about an older one is stale)."""
+
+    def completed(self, state: Any, reply: Reply | None, result: Any) -> None:
+        """A message (or system item) completed: queue what it changed; answer ``reply``
+        now or after the commit. Raises if the state cannot be encoded."""
+        ...
+
+    async def committed(self) -> None:
+        """Wait until what this actor queued is committed."""
+        ...
+
+    async def rollback(self, instance: Actor) -> None:
+        """A message failed without crashing the actor (an answer, a cut handler): undo
+        its changes to ``instance.state`` (back to the last completed message)."""
+        ...
 
     async def restore(self, instance: Actor) -> None:
         """Set the state a new instance starts from (latest committed or ``State()``)."""
@@ -296,6 +378,56 @@ def _message_types(
     return tuple(found)
 
 
+def _check_state(cls: type, state: type[msgspec.Struct]) -> None:
+    """Every field of a ``State`` needs a default: a new instance starts from ``State()``."""
+    required = [field.name for field in msgspec.structs.fields(state) if field.required]
+    if required:
+        raise TypeError(
+            f"{cls.__qualname__}.State: field(s) {required} have no default; every new "
+            "instance (a restart included) starts from State(), so give each field a default "
+            "(or a default_factory) and set real values in on_start"
+        )
+
+
+def _reply_type(tp: type[Message]) -> Any:
+    """The ``R`` of a ``Request[R]`` subclass, or None when it is not one (or is generic)."""
+    for klass in tp.__mro__:
+        for base in getattr(klass, "__orig_bases__", ()):
+            if typing.get_origin(base) is Request:
+                (arg,) = typing.get_args(base)
+                return None if isinstance(arg, TypeVar) else arg
+    return None
+
+
+def _check_return(owner: type, attr: str, fn: Callable[..., Any], tp: type, localns: Any) -> None:
+    """Refuse a handler whose return annotation is not its request's reply type."""
+    expected = _reply_type(tp)
+    if expected is None or expected is Any:
+        return
+    try:
+        hints = typing.get_type_hints(fn, localns=localns)
+    except Exception:  # an unresolvable annotation: mypy's business, not the runtime's
+        return
+    if "return" not in hints:
+        return
+    got = hints["return"]
+    if got is Any or got == expected:
+        return
+    if expected is type(None) and got is None:
+        return
+    if isinstance(got, type) and isinstance(expected, type) and issubclass(got, expected):
+        return
+    expected_args = typing.get_args(expected)
+    if typing.get_origin(expected) in (Union, types.UnionType) and got in expected_args:
+        return
+    name = getattr(expected, "__qualname__", None) or repr(expected)
+    got_name = getattr(got, "__qualname__", None) or repr(got)
+    raise TypeError(
+        f"{owner.__qualname__}.{attr}() returns {got_name}, but {tp.__qualname__} is a "
+        f"Request[{name}]: its handler must return {name}"
+    )
+
+
 def _build_handlers(cls: type[Actor], localns: dict[str, Any]) -> dict[type, Handler]:
     handlers: dict[type, Handler] = {}
     names: dict[type, str] = {}
@@ -308,7 +440,10 @@ def _build_handlers(cls: type[Actor], localns: dict[str, Any]) -> dict[type, Han
             fn = getattr(cls, attr)
             if not inspect.iscoroutinefunction(fn):
                 continue
-            for tp in _message_types(cls, attr, fn, localns):
+            found = _message_types(cls, attr, fn, localns)
+            for tp in found:
+                if len(found) == 1:
+                    _check_return(cls, attr, fn, tp, localns)
                 if tp in handlers:
                     raise TypeError(
                         f"{cls.__qualname__}: {tp.__qualname__} is handled by both "
@@ -377,6 +512,15 @@ class Actor:
     """Spawn this class persistent by default (``persistent=`` on spawn overrides it)."""
     durability: ClassVar[Durability] = "commit"
     """Default durability of this class when persistent (``durability=`` on spawn overrides)."""
+    answers: ClassVar[Answers] = ANSWERS
+    """Exceptions a handler *answers* with instead of crashing (``answers=`` on spawn
+    overrides): raised in the asker as any error, but the actor keeps its state (a
+    persistent actor's changes from that message are rolled back), is not restarted, and
+    its supervisor's restart intensity is untouched. They still count as failures for the
+    actor's breaker, for ``understudy_messages_total{outcome="error"}`` and as
+    :class:`~understudy.ErrorAnswered` events; a ``tell`` answered so is a dead letter with
+    reason ``error``. :data:`ALWAYS_ANSWERS` are answers whatever this says. Any other
+    exception is a crash. Default: :data:`ANSWERS`."""
     _handlers: ClassVar[dict[type, Handler]] = {}
     _declared: ClassVar[frozenset[type]] = frozenset()
 
@@ -390,6 +534,10 @@ class Actor:
             isinstance(state, type) and issubclass(state, msgspec.Struct)
         ):
             raise TypeError(f"{cls.__qualname__}.State must be a msgspec.Struct subclass")
+        if state is not None:
+            _check_state(cls, state)
+        if "answers" in cls.__dict__:
+            check_answers(cls.answers, f"{cls.__qualname__}.answers")
         # String annotations (``from __future__ import annotations``) may name message types
         # local to the function that defines the actor: resolve them in that namespace too.
         caller = sys._getframe(1)
@@ -440,30 +588,64 @@ def _check_timeout(timeout: object, where: str) -> None:
 
 
 class Ref:
-    """A handle on an actor identity: the only way to send it messages.
+    """A handle on an actor: the only way to send it messages.
 
-    A ref stays valid while its actor is restarted by a supervisor; it is cheap to pass
-    around and compares equal only to itself (one ref per identity).
+    A ref is bound either to an actor *identity* (what ``spawn`` returns) or to a *name*
+    (what ``rt.ref(name)`` and ``ctx.ref(name)`` return). Both keep working while the
+    identity is restarted by its supervisor (same name, mailbox, queued messages). A name
+    ref also follows the name to the next identity that takes it: when a supervisor is
+    itself restarted, its children are new identities under the same names, and an
+    identity ref to the old child then answers :class:`ActorStopped` while a name ref
+    reaches the new one. While no live actor has the name, a send through a name ref waits
+    for one (at most until the message's deadline, else the runtime's ``name_wait``), then
+    raises :class:`UnknownActor`. Identity refs compare equal to the same identity's; name
+    refs to the same name in the same runtime.
     """
 
-    __slots__ = ("_cell",)
+    __slots__ = ("_cell", "_name")
 
-    def __init__(self, cell: Cell) -> None:
+    def __init__(self, cell: Cell, name: str | None = None) -> None:
         self._cell = cell
+        self._name = name
+        """The name this ref is bound to (None: bound to the identity)."""
 
     @property
     def name(self) -> str:
         """The actor's name, or its generated id (``Class#n``) when it was spawned unnamed."""
-        return self._cell.label
+        return self._name if self._name is not None else self._cell.label
+
+    @property
+    def bound_to(self) -> Literal["identity", "name"]:
+        """What the ref follows: ``"name"`` (``rt.ref``, ``ctx.ref``) or ``"identity"``."""
+        return "identity" if self._name is None else "name"
+
+    def live(self) -> Cell | None:
+        """The identity this ref reaches now, or None when none is running (internal;
+        never blocks). A name ref rebinds here to the name's current holder."""
+        cell = self._cell
+        if not cell.terminated or self._name is None:
+            return None if cell.terminated else cell
+        holder = cell.system.holder(self._name)
+        if holder is not None:
+            self._cell = holder
+        return holder
 
     def __repr__(self) -> str:
+        if self._name is not None:
+            return f"<Ref name={self._name!r}>"
         return f"<Ref {self._cell.label}>"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Ref) and other._cell is self._cell
+        if not isinstance(other, Ref):
+            return False
+        if self._name is not None or other._name is not None:
+            return (
+                self._name == other._name and self._cell.system is other._cell.system
+            )
+        return other._cell is self._cell
 
     def __hash__(self) -> int:
-        return hash(self._cell)
+        return hash(self._name) if self._name is not None else hash(self._cell)
 
     async def tell(self, msg: Message) -> None:
         """Send ``msg`` without waiting for it to be handled.
@@ -502,15 +684,16 @@ class Ref:
             limits,
         )
         if not (cell.accepting and cell.mailbox.put_nowait(envelope)):
-            await cell.deliver(envelope)
+            await cell.deliver(envelope, self)
 
     async def ask(
         self, msg: Request[R], *, timeout: float | None = None, retry: Retry | None = None
     ) -> R:
         """Send the request ``msg`` and wait for the handler's return value.
 
-        Raises what the handler raised (with a note naming the actor; the actor fails and is
-        handled by its supervisor), :class:`DeadlineExceeded` (a ``TimeoutError``) when
+        Raises what the handler raised, with a note naming the actor: one of the actor's
+        *answers* (``Actor.answers``: the actor keeps its state and goes on), or a crash
+        (the actor fails and is handled by its supervisor); :class:`DeadlineExceeded` (a ``TimeoutError``) when
         ``timeout`` seconds pass first (a reply that arrives later is discarded),
         :class:`ActorStopped` when the actor is stopped or stops before replying,
         :class:`MailboxFull` under the ``fail`` policy, :class:`CircuitOpen` at once when
@@ -521,8 +704,11 @@ class Ref:
         Deadlines propagate: the request carries its deadline, and an ask made while
         handling it (or inside ``rt.budget(seconds=)``) waits at most until the earlier of
         its own ``timeout`` and that inherited deadline (then :class:`DeadlineExceeded`).
-        A request whose deadline passes while it waits in the mailbox is not processed.
-        ``retry`` (a :class:`~understudy.Retry`) asks again after the failures it names,
+        A request whose deadline passes while it waits in the mailbox is not processed; one
+        whose deadline passes while its handler runs has its handler cancelled. If the
+        caller is cancelled while it waits, its request is dropped when it has not started
+        and its handler cancelled when it has (dead letter ``cancelled``). Asking the actor
+        whose handler is running (itself) raises ``RuntimeError`` at once. ``retry`` (a :class:`~understudy.Retry`) asks again after the failures it names,
         within the same deadline.
         """
         if retry is not None:
@@ -540,22 +726,37 @@ class Ref:
         if current is None:
             envelope = (msg, handler, reply, next(cell.system.correlation_ids), stamp, None)
         else:
+            if current is cell or (type(current) is Scope and current.cell is cell):
+                raise RuntimeError(
+                    f"actor {cell.label!r} cannot ask itself: it handles one message at a "
+                    "time, so the request would wait for the handler that waits for it "
+                    "(call the method directly, or tell yourself)"
+                )
             inherited = current.current
             envelope = (msg, handler, reply, inherited[3], stamp, inherited[5])
         limits = envelope[5]
         if timeout is None and (limits is None or not limits[0]):
             if not (cell.accepting and cell.mailbox.put_nowait(envelope)):
-                await cell.deliver(envelope)
-            await reply.event.wait()
+                await cell.deliver(envelope, self)
+            try:
+                await reply.event.wait()
+            except BaseException:
+                if not reply.event.is_set():
+                    self._cell.abandoned(reply)  # cancelled asker: cancel or skip its message
+                raise
         else:
             # Bounded: the runtime's watchdog fails the reply slot at the deadline.
             envelope, deadline, timeout, timed_by = _bounded(cell, envelope, timeout)
             if not (cell.accepting and cell.mailbox.put_nowait(envelope)):
-                await cell.deliver(envelope)
+                await cell.deliver(envelope, self)
             watchdog = cell.system.watchdog
             entry = watchdog.watch(deadline, reply, cell, msg, timeout, timed_by)
             try:
                 await reply.event.wait()
+            except BaseException:
+                if not reply.event.is_set():
+                    self._cell.abandoned(reply)
+                raise
             finally:
                 watchdog.done(entry)
         if reply.error is not None:
@@ -698,6 +899,13 @@ class Context:
         """This actor's name (or generated id)."""
         return self._cell.label
 
+    def ref(self, name: str) -> Ref:
+        """A ref bound to the name ``name`` (as ``rt.ref``): it reaches whichever actor has
+        that name when a message is sent, waiting for one while none has (see
+        :class:`Ref`). Raises ``TypeError``/``ValueError`` for a name that is not a
+        non-empty, printable str. Never blocks."""
+        return self._cell.system.ref(check_name(name, "ctx.ref"))
+
     @property
     def correlation_id(self) -> str:
         """The correlation id of the message being handled; sends made now inherit it."""
@@ -760,6 +968,7 @@ class Context:
         idle_timeout: float | None = None,
         persistent: bool | None = None,
         durability: Durability | None = None,
+        answers: Answers | None = None,
     ) -> Ref:
         """Start a child actor; see ``Runtime.spawn`` for the options.
 
@@ -782,6 +991,7 @@ class Context:
             idle_timeout=idle_timeout,
             persistent=persistent,
             durability=durability,
+            answers=answers,
         )
         return cell.ref
 
@@ -894,8 +1104,11 @@ class Context:
 
 
 def _cell_of(ref: object, where: str) -> Cell:
+    """The identity ``ref`` reaches now (a name ref's current holder, if any)."""
     if not isinstance(ref, Ref):
         raise TypeError(f"{where}: expected a Ref, not {ref!r}")
+    if ref._name is not None:
+        ref.live()
     return ref._cell
 
 
@@ -914,9 +1127,12 @@ class Cell:
     __slots__ = (
         "accepting",
         "actor_class",
+        "alarm",
+        "answers",
         "children",
         "ctx",
         "current",
+        "cut",
         "done",
         "doomed",
         "exit_error",
@@ -927,6 +1143,7 @@ class Cell:
         "guard",
         "handlers",
         "id",
+        "in_system",
         "instance",
         "instance_done",
         "label",
@@ -946,6 +1163,7 @@ class Cell:
         "terminated",
         "watchers",
         "watching",
+        "work",
     )
 
     def __init__(
@@ -1003,6 +1221,18 @@ class Cell:
         """The guard while sends must pass through it (see :class:`Guarding`), else None.
         Set it with :meth:`set_gate`: ``accepting`` is False while there is a gate."""
         self.persistence: Persistence | None = None
+        self.answers: Answers = actor_class.answers + ALWAYS_ANSWERS
+        """Exceptions a handler answers with instead of crashing (see ``Actor.answers``)."""
+        # deadline cancellation: see serve_instance
+        self.work: anyio.CancelScope | None = None
+        """The scope the serve loop runs in; cancelled to cut the handler in progress."""
+        self.alarm = math.inf
+        """The earliest handler deadline the watchdog will wake this cell at (inf: none)."""
+        self.cut: list[Any] | None = None
+        """``[envelope, error, reached]``: the message whose handler is being cut, what its
+        asker gets, and whether the cancellation reached the handler."""
+        self.in_system = False
+        """True while a system-lane item is handled (a cut never interrupts one)."""
 
     # -- sending (slow paths; the fast path is inlined in Ref.tell/ask) --
 
@@ -1011,16 +1241,22 @@ class Cell:
         self.gate = gate
         self.accepting = gate is None and not self.terminated
 
-    async def deliver(self, envelope: Envelope) -> None:
+    async def deliver(self, envelope: Envelope, via: Ref | None = None) -> None:
         """Enqueue under the overflow policy, or dead-letter if the actor has stopped.
 
         Also where a send passes the actor's gate (an open breaker, a queue timeout):
-        senders come here instead of putting directly while ``accepting`` is False."""
+        senders come here instead of putting directly while ``accepting`` is False; and
+        where a send through a name ref (``via``) to an identity that has ended finds the
+        name's next holder."""
         mailbox = self.mailbox
         waited = admitted = False
         while True:
             if not self.accepting:
                 if self.terminated:
+                    system = self.system
+                    if via is not None and via._name is not None and not system.shutting_down:
+                        await redeliver(via, envelope)
+                        return
                     if self.system.closed:
                         raise RuntimeClosed(
                             f"cannot send to actor {self.label!r}: its runtime has exited"
@@ -1145,7 +1381,7 @@ class Cell:
                         "(drop_oldest)"
                     )
                 )
-            elif reason not in ("crashed", "timeout", "idle_timeout"):
+            elif reason not in ("crashed", "timeout", "idle_timeout", "error"):
                 reply.fail(ActorStopped(f"actor {self.label!r} stopped before handling it"))
         system = self.system
         letter = DeadLetter(
@@ -1219,7 +1455,7 @@ class Cell:
                         ActorStarted(actor=self.label, actor_class=self.actor_class.__qualname__)
                     )
                 if self.persistence is None:
-                    reason, error = await self.serve(instance)
+                    reason, error = await self.serve_instance(instance)
                 else:
                     reason, error = await self.persistence.serve(self, instance)
                 self.stopping = True
@@ -1246,30 +1482,70 @@ class Cell:
             elif self.instance is instance:
                 self.instance_ended(reason, error)
 
-    async def serve(self, instance: Actor) -> tuple[ExitReason, BaseException | None]:
-        """The hot loop: system lane first, then user messages in batches.
+    async def serve_instance(self, instance: Actor) -> tuple[ExitReason, BaseException | None]:
+        """Serve the mailbox until the instance ends; its exit reason and error.
 
-        ``budget`` counts down to the meter's next turn (:mod:`understudy.meter`): the end of
-        a timed group of messages, or of a batch of :data:`BATCH` (then ``tally`` returns 0
-        and the actor yields to the scheduler). The meter's open group is closed before any
-        other await that is not a handler.
-        """
+        The loop runs in a cancel scope of its own (``work``): cancelling it cuts the
+        handler in progress (its deadline passed, or its asker was cancelled) without
+        ending the instance. The cut message fails (a dead letter, reason ``deadline`` or
+        ``cancelled``; its asker gets :class:`DeadlineExceeded`), a persistent actor's
+        changes from it are rolled back, and the loop starts again with the next message.
+        Entering a scope costs a few microseconds: once per instance and once per cut,
+        never per message."""
+        while True:
+            with anyio.CancelScope() as work:
+                self.work = work
+                outcome = await self.serve(instance)
+            self.work = None
+            cut, self.cut = self.cut, None
+            if not work.cancelled_caught:
+                return outcome
+            if cut is not None and cut[2]:  # the handler was cut: its message failed
+                envelope, error, _ = cut
+                reason = "deadline" if isinstance(error, DeadlineExceeded) else "cancelled"
+                self.dead_letter(envelope, reason, error)  # counts a "deadline" timeout
+                if self.persistence is not None:
+                    await self.persistence.rollback(instance)
+            # else: the cut came after the handler had returned (the actor was idle): nothing
+            # was interrupted but a wait, and the loop simply resumes.
+
+    async def serve(self, instance: Actor) -> tuple[ExitReason, BaseException | None]:
+        """The hot loop, one for plain, guarded and persistent actors: system lane first,
+        then user messages in batches.
+
+        ``countdown`` counts down to the meter's next turn (:mod:`understudy.meter`): the
+        end of a timed group of messages, or of a batch of :data:`BATCH` (then ``tally``
+        returns 0 and the actor yields to the scheduler). The meter's open group is closed
+        before any other await that is not a handler. ``watch`` is the guard while it has
+        something to watch per message (a time limit, a breaker that is not closed or has
+        recent failures), else None; ``persist`` the persistence hooks (None: a plain
+        actor, which pays one ``is None`` per message for them)."""
         guard = self.guard
-        if guard is not None and guard.watching():
-            return await self.serve_guarded(instance, guard)
+        watch = guard if guard is not None and guard.watching() else None
+        persist = self.persistence
         mailbox = self.mailbox
         queue = mailbox.queue
         system = mailbox.system
         meter = self.meter
         clock = self.system.clock
-        budget = meter.open()
+        countdown = meter.open()
         while True:
             if system:
-                meter.close(budget)
-                outcome = await self.system_message(instance, system.pop(0))
+                meter.close(countdown)
+                self.in_system = True
+                try:
+                    outcome = await self.system_message(instance, system.pop(0))
+                finally:
+                    self.in_system = False
                 if outcome is not None:
                     return outcome
-                budget = meter.resume()
+                if persist is not None:
+                    try:  # a Terminated (or internal) handler may have changed the state
+                        persist.completed(instance.state, None, None)
+                    except Exception as exc:
+                        exc.add_note(f"raised persisting the state of actor {self.label!r}")
+                        return "failed", exc
+                countdown = meter.resume()
             elif queue:
                 envelope = queue.popleft()
                 if mailbox.senders:
@@ -1277,104 +1553,192 @@ class Cell:
                 self.current = envelope
                 msg, handler, reply, _, stamp, limits = envelope
                 if stamp:
-                    budget = meter.waited(stamp, budget)
+                    countdown = meter.waited(stamp, countdown)
                 if limits is not None:
                     deadline = limits[0]
-                    if ((deadline and deadline <= clock()) or limits[2]) and not self.admit(
-                        limits, envelope
-                    ):
-                        continue  # expired: not processed, not counted as handled
+                    if deadline:
+                        if deadline <= clock():
+                            self.expired(envelope)
+                            continue  # expired: not processed, not counted as handled
+                        if deadline < self.alarm:
+                            self.arm(deadline)  # the handler is cut if it runs past it
+                    if limits[2] and not self.admit(limits, envelope):
+                        continue
                 try:
-                    result = await handler(instance, msg)
+                    if watch is None:
+                        result = await handler(instance, msg)
+                    else:
+                        result = await watch.run(self, handler, instance, envelope)
+                        if result is SKIPPED:
+                            continue  # refused by the open breaker: not handled
+                        if not watch.watching():
+                            watch = None
                 except Exception as exc:
-                    meter.close(budget - 1)
+                    meter.close(countdown - 1)
                     meter.errors += 1
+                    if isinstance(exc, self.answers) and (
+                        guard is None or not guard.own_limit(exc)
+                    ):
+                        await self.answered(instance, envelope, exc)
+                        if guard is not None:
+                            watch = guard if guard.watching() else None
+                        countdown = meter.resume()
+                        continue
+                    meter.crashes += 1
                     self.crashed(envelope, exc)
                     return "failed", exc
-                except BaseException:
-                    meter.close(budget)
+                except BaseException as exc:
+                    cut = self.cut
+                    if cut is not None and cut[0] is envelope:
+                        # The cut reached the handler: serve_instance fails its message.
+                        meter.close(countdown - 1)
+                        meter.errors += 1
+                        cut[2] = True
+                        if guard is not None:
+                            guard.failed(self, cut[1])
+                        if reply is not None:
+                            reply.fail(cut[1])
+                        raise
+                    if _stray_cancellation(exc):
+                        # asyncio: the handler awaited a task it had cancelled itself. Its
+                        # message fails; neither the actor nor the runtime is cancelled.
+                        meter.close(countdown - 1)
+                        meter.errors += 1
+                        error = HandlerCancelled(
+                            f"the handler of {type(msg).__qualname__} in actor "
+                            f"{self.label!r} let a CancelledError escape that no cancel "
+                            "scope of the runtime sent (did it cancel and await a task?)"
+                        )
+                        error.__cause__ = exc
+                        await self.answered(instance, envelope, error)
+                        countdown = meter.resume()
+                        continue
+                    meter.close(countdown)
                     if guard is not None:
                         guard.interrupted()
                     if reply is not None:
                         reply.fail(Killed(f"actor {self.label!r} was stopped while handling it"))
                     raise
-                if reply is not None:
-                    reply.value = result
-                    reply.event.set()
-                budget -= 1
-                if not budget:
-                    budget = meter.tally()
-                    if not budget:
-                        await anyio.lowlevel.checkpoint()
-                        budget = meter.open()
-            else:
-                meter.close(budget)
-                await mailbox.wait()
-                budget = meter.open()
-
-    async def serve_guarded(
-        self, instance: Actor, guard: Guarding
-    ) -> tuple[ExitReason, BaseException | None]:
-        """:meth:`serve` for an actor whose guard watches each message (a time limit, a
-        slow-call breaker, a breaker that is open, half-open or counting failures): the
-        same loop, with each handler run by ``guard.run``. Once the guard has nothing
-        left to watch (its breaker closed again) it goes back to the plain loop."""
-        mailbox = self.mailbox
-        queue = mailbox.queue
-        system = mailbox.system
-        meter = self.meter
-        budget = meter.open()
-        while True:
-            if system:
-                meter.close(budget)
-                outcome = await self.system_message(instance, system.pop(0))
-                if outcome is not None:
-                    return outcome
-                budget = meter.resume()
-            elif queue:
-                envelope = queue.popleft()
-                if mailbox.senders:
-                    mailbox.wake_sender()
-                self.current = envelope
-                _, handler, reply, _, stamp, limits = envelope
-                if stamp:
-                    budget = meter.waited(stamp, budget)
-                if limits is not None and not self.admit(limits, envelope):
-                    continue
-                try:
-                    result = await guard.run(self, handler, instance, envelope)
-                except Exception as exc:
-                    meter.close(budget - 1)
-                    meter.errors += 1
-                    self.crashed(envelope, exc)
-                    return "failed", exc
-                except BaseException:
-                    meter.close(budget)
-                    guard.interrupted()
+                if persist is None:
                     if reply is not None:
-                        reply.fail(Killed(f"actor {self.label!r} was stopped while handling it"))
-                    raise
-                if result is SKIPPED:
-                    continue  # refused by the open breaker: not handled
-                if reply is not None:
-                    reply.value = result
-                    reply.event.set()
-                budget -= 1
-                if not guard.watching():
-                    meter.close(budget)
-                    return await self.serve(instance)
-                if not budget:
-                    budget = meter.tally()
-                    if not budget:
+                        reply.value = result
+                        reply.event.set()
+                else:
+                    try:
+                        persist.completed(instance.state, reply, result)
+                    except Exception as exc:
+                        exc.add_note(f"raised persisting the state of actor {self.label!r}")
+                        meter.close(countdown - 1)
+                        meter.errors += 1
+                        meter.crashes += 1
+                        self.crashed(envelope, exc)
+                        return "failed", exc
+                    if not persist.pipeline:
+                        meter.close(countdown - 1)
+                        await persist.committed()
+                        countdown = meter.resume() + 1
+                countdown -= 1
+                if not countdown:
+                    countdown = meter.tally()
+                    if not countdown:
                         await anyio.lowlevel.checkpoint()
-                        budget = meter.open()
+                        countdown = meter.open()
             else:
-                meter.close(budget)
+                meter.close(countdown)
                 await mailbox.wait()
-                budget = meter.open()
+                countdown = meter.open()
+
+    def arm(self, deadline: float) -> None:
+        """Have the watchdog wake this cell at ``deadline`` (:meth:`alarm_rang`). Never
+        blocks; one entry serves every message whose deadline is not earlier."""
+        self.alarm = deadline
+        self.system.watchdog.watch(deadline, ALARM, self)
+
+    def alarm_rang(self) -> None:
+        """The watchdog's alarm: cut the handler in progress if its message's deadline
+        passed, else set the alarm for that deadline. Never blocks."""
+        self.alarm = math.inf
+        current = self.current
+        limits = current[5]
+        if current[0] is None or limits is None or not limits[0] or self.instance is None:
+            return
+        deadline = limits[0]
+        if deadline > self.system.clock():
+            self.arm(deadline)
+        elif not self.in_system and self.work is not None and self.cut is None:
+            error = DeadlineExceeded(
+                f"{type(current[0]).__qualname__} to actor {self.label!r}: its deadline "
+                "passed while its handler ran; the handler was cancelled",
+                self.label,
+            )
+            self.cut = [current, error, False]
+            self.work.cancel()
+
+    def abandoned(self, reply: Reply) -> None:
+        """The asker waiting on ``reply`` was cancelled: cut the handler of its message if
+        it is running, or drop the message if it is still queued (a dead letter, reason
+        ``cancelled``). Never blocks."""
+        error = ActorStopped(f"the asker of a request to actor {self.label!r} was cancelled")
+        current = self.current
+        if current[2] is reply:
+            if not self.in_system and self.work is not None and self.cut is None:
+                self.cut = [current, error, False]
+                self.work.cancel()
+            return
+        queue = self.mailbox.queue
+        for envelope in queue:
+            if envelope[2] is reply:
+                queue.remove(envelope)
+                if self.mailbox.senders:
+                    self.mailbox.wake_sender()
+                self.dead_letter(envelope, "cancelled", error)
+                return
+
+    async def answered(self, instance: Actor, envelope: Envelope, exc: Exception) -> None:
+        """A handler raised one of the actor's answers: the asker gets it, a tell is a dead
+        letter (``error``); a persistent actor's changes are rolled back. No restart."""
+        exc.add_note(f"raised in a handler of actor {self.label!r} (an answer: no restart)")
+        msg, _, reply = envelope[:3]
+        guard = self.guard
+        if guard is not None:
+            guard.failed(self, exc)
+        if reply is not None:
+            reply.fail(exc)
+        else:
+            self.dead_letter(envelope, "error")
+        logger.info(
+            "actor %r answered %s with %s: %s",
+            self.label,
+            type(msg).__qualname__,
+            type(exc).__qualname__,
+            exc,
+            extra={"actor": self.label, "correlation_id": format(envelope[3], "x")},
+        )
+        system = self.system
+        if system.events.active:
+            system.events.publish(
+                ErrorAnswered(
+                    actor=self.label,
+                    actor_class=self.actor_class.__qualname__,
+                    message=type(msg).__qualname__,
+                    error=exc,
+                )
+            )
+        if self.persistence is not None:
+            await self.persistence.rollback(instance)
 
     def crashed(self, envelope: Envelope, exc: Exception) -> None:
         exc.add_note(f"raised in a handler of actor {self.label!r}")
+        # Logged here, before the asker re-raises it: the traceback shows the actor's
+        # frames, not the asker's (re-raising prepends the asker's frames to it).
+        logger.error(
+            "actor %r crashed handling %s",
+            self.label,
+            type(envelope[0]).__qualname__,
+            exc_info=exc,
+            extra={"actor": self.label, "correlation_id": format(envelope[3], "x")},
+        )
+        exc._understudy_logged = True  # type: ignore[attr-defined]  # later logs: no traceback
         reply = envelope[2]
         if reply is not None:
             reply.fail(exc)
@@ -1387,6 +1751,11 @@ class Cell:
         kind = item[0]
         if kind == "stop":
             return item[1], None
+        if kind == PERSISTENCE_FAILED:  # (kind, error, generation): a write of an instance failed
+            persistence = self.persistence
+            if persistence is not None and item[2] == persistence.generation:
+                return "failed", item[1]
+            return None  # about an earlier instance: stale
         if kind == "message":  # a runtime-internal message that must overtake user messages
             try:
                 await self.handlers[type(item[1])](instance, item[1])
@@ -1503,7 +1872,7 @@ class Cell:
                 "actor %r stopped: it failed with %r",
                 self.label,
                 error,
-                exc_info=error,
+                exc_info=None if getattr(error, "_understudy_logged", False) else error,
                 extra={"actor": self.label, "correlation_id": format(self.current[3], "x")},
             )
         if system.events.active:
@@ -1571,12 +1940,100 @@ class Cell:
         await self.wait_terminated()
 
 
-def _check_name(name: object) -> str | None:
-    if name is None:
-        return None
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"spawn: name must be a non-empty str or None, not {name!r}")
-    return name
+def _check_name(name: object, where: str) -> str | None:
+    return None if name is None else check_name(name, where)
+
+
+def _stray_cancellation(exc: BaseException) -> bool:
+    """Whether ``exc`` is an asyncio ``CancelledError`` that no cancellation of the current
+    task sent (a handler awaited a task it had cancelled): on trio, never."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None or not isinstance(exc, asyncio.CancelledError):
+        return False
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no running asyncio loop: trio
+        return False
+    return task is not None and task.cancelling() == 0
+
+
+class _Alarm:
+    """The watchdog entry kind by which a cell is woken at a handler deadline."""
+
+    __slots__ = ()
+
+
+ALARM: Any = _Alarm()
+
+
+class _Vacant(Actor):
+    """The class of the placeholder a name ref points at while no actor has its name."""
+
+
+def _unresolved(instance: Actor, msg: Message) -> Awaitable[Any]:  # pragma: no cover
+    raise AssertionError("a vacancy never handles a message")
+
+
+class _AnyHandler(dict[type, Handler]):
+    """Handlers of a vacancy: every type has one until the send finds the real actor."""
+
+    def get(self, key: type, default: Any = None) -> Handler:
+        return _unresolved
+
+
+def vacancy(system: ActorSystem, name: str) -> Cell:
+    """A stopped placeholder cell for ``name``: a name ref made while no live actor has the
+    name points here; its sends take :meth:`Cell.deliver`, which waits for the name."""
+    cell = Cell(
+        system,
+        _Vacant,
+        _Vacant,
+        id=0,
+        name=name,
+        parent=None,
+        capacity=1,
+        overflow="block",
+        shutdown=DEFAULT_SHUTDOWN,
+    )
+    cell.handlers = _AnyHandler()
+    cell.accepting = False
+    cell.terminated = True
+    return cell
+
+
+async def redeliver(ref: Ref, envelope: Envelope) -> None:
+    """A send through the name ref ``ref`` found its identity ended: wait for the name's
+    next holder (at most until the message's deadline, else the runtime's ``name_wait``)
+    and send it there. Raises :class:`UnknownActor` (or :class:`DeadlineExceeded` when the
+    deadline bounds the wait) after a dead letter (``unknown_actor``/``expired``) if none
+    comes, :class:`RuntimeClosed` if the runtime exits meanwhile."""
+    assert ref._name is not None
+    old = ref._cell
+    system = old.system
+    msg, _, reply, corr, stamp, limits = envelope
+    deadline = limits[0] if limits is not None else 0.0
+    try:
+        cell = await system.await_name(ref._name, deadline)
+    except (UnknownActor, DeadlineExceeded) as error:
+        letter = DeadLetter(
+            actor=ref._name,
+            message=msg,
+            reason="expired" if isinstance(error, DeadlineExceeded) else "unknown_actor",
+            correlation_id=format(corr, "x"),
+        )
+        system.dead_letters.record(letter)
+        if system.events.active:
+            system.events.publish(letter)
+        raise
+    ref._cell = cell
+    handler = cell.handlers.get(type(msg))
+    if handler is None:
+        handler = resolve_handler(cell.actor_class, msg, cell.label)
+    if reply is not None and cell.gate is not None:
+        cell.gate.refuse(cell, msg)
+    envelope = (msg, handler, reply, corr, stamp, limits)
+    if not (cell.accepting and cell.mailbox.put_nowait(envelope)):
+        await cell.deliver(envelope, ref)
 
 
 def check_shutdown(shutdown: object, where: str = "spawn") -> float:
@@ -1632,6 +2089,7 @@ async def spawn_cell(
     idle_timeout: float | None = None,
     persistent: bool | None = None,
     durability: Durability | None = None,
+    answers: Answers | None = None,
 ) -> Cell:
     """Validate the options, create the identity and start its first instance.
 
@@ -1647,7 +2105,7 @@ async def spawn_cell(
             "was not entered)"
         )
     where = f"spawn({getattr(actor, '__qualname__', actor)!r})"
-    name = _check_name(name)
+    name = _check_name(name, where)
     cap = system.default_capacity if capacity is None else check_capacity(capacity, where)
     policy = check_overflow(overflow, where)
     grace = check_shutdown(shutdown, where)
@@ -1663,6 +2121,8 @@ async def spawn_cell(
         overflow=policy,
         shutdown=grace,
     )
+    if answers is not None:
+        cell.answers = check_answers(answers, f"{where}: answers") + ALWAYS_ANSWERS
     if supervisor is not None:
         cell.supervisor = supervisor
         cell.linked = False  # a supervisor hears of its children's exits through the hook
@@ -1716,10 +2176,10 @@ def check_positive(value: object, what: str) -> float:
 SKIPPED: Any = object()
 """What :meth:`Guarding.run` returns for a message it refused instead of handling."""
 
-_OUTCOMES = frozenset({"circuit_open", "crashed", "timeout", "idle_timeout"})
+_OUTCOMES = frozenset({"circuit_open", "crashed", "timeout", "idle_timeout", "error", "deadline"})
 """Dead-letter reasons of messages whose breaker outcome is already recorded (or moot)."""
 
-TIMEOUT_REASONS = frozenset({"expired", "timeout", "queue_timeout", "idle_timeout"})
+TIMEOUT_REASONS = frozenset({"expired", "timeout", "queue_timeout", "idle_timeout", "deadline"})
 """Dead-letter reasons that are time limits (also ``kind`` of ``understudy_timeouts_total``)."""
 
 __all__ = [

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from understudy.actors import Reply
+from understudy.actors import ALARM, Reply
 from understudy.errors import DeadlineExceeded
 from understudy.messages import Message
 
@@ -67,7 +67,7 @@ class Watchdog:
     def watch(
         self,
         deadline: float,
-        reply: Reply | anyio.Event,
+        reply: Reply | anyio.Event | Any,
         cell: Cell | None = None,
         msg: Message | None = None,
         timeout: float | None = None,
@@ -133,6 +133,9 @@ class Watchdog:
             self.answered -= 1
             return
         entry[2] = None  # its asker's done() will not count it
+        if reply is ALARM:
+            cell.alarm_rang()  # a handler deadline: the cell cuts the handler if it still runs
+            return
         if not isinstance(reply, Reply):
             reply.set()  # a sender waiting for room: it gives up
             return

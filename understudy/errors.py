@@ -22,7 +22,9 @@ class NameTaken(UnderstudyError, ValueError):
 
 
 class UnknownActor(UnderstudyError, LookupError):
-    """``rt.ref(name)`` named no live actor."""
+    """No live actor has the name a call needs: a send through a name ref
+    (``rt.ref(name)``) found none within its wait, or a lookup such as ``rt.breaker(name)``
+    found none."""
 
 
 class ActorStopped(UnderstudyError):
@@ -269,4 +271,16 @@ __all__ = [
     "StaleState",
     "UnderstudyError",
     "UnknownActor",
+    # core (wave 2)
+    "HandlerCancelled",
 ]
+
+
+# -- core (wave 2): errors that are answers -------------------------------------------------
+
+
+class HandlerCancelled(UnderstudyError):
+    """A handler was ended by a cancellation that came from inside it (on asyncio: it
+    awaited a task it had cancelled, and let the ``CancelledError`` escape), not from the
+    runtime. The message fails with this error (its asker gets it; a ``tell`` is a dead
+    letter with reason ``error``); the actor goes on with its next message."""

@@ -60,6 +60,11 @@ DEAD_LETTER_REASONS = (
     "timeout",
     "queue_timeout",
     "idle_timeout",
+    # core (wave 2)
+    "error",
+    "deadline",
+    "cancelled",
+    "unknown_actor",
 )
 """Why a message could not be delivered or processed.
 
@@ -70,7 +75,21 @@ handler raised (it is never redelivered); ``circuit_open``: refused by the actor
 circuit breaker; ``expired``: its deadline passed before it could be handled;
 ``timeout`` / ``idle_timeout``: its handler was cancelled by the actor's ``timeout`` /
 ``idle_timeout``; ``queue_timeout``: it waited in the mailbox longer than the actor's
-``queue_timeout``."""
+``queue_timeout``; ``error``: a ``tell`` whose handler raised one of the actor's answers
+(the actor went on); ``deadline``: its handler was cancelled when the message's deadline
+passed; ``cancelled``: its asker was cancelled (before the handler started: skipped;
+during it: the handler was cancelled); ``unknown_actor``: sent through a name ref to a name
+no live actor took within the wait."""
+
+
+class ErrorAnswered(Event, frozen=True, kw_only=True):
+    """A handler of ``actor`` raised ``error``, one of the actor's *answers*
+    (``Actor.answers``): the asker got it, the actor kept its state and goes on; no
+    restart. ``message`` is the message's type name."""
+
+    actor_class: str
+    message: str
+    error: BaseException
 
 
 class DeadLetter(Event, frozen=True, kw_only=True):
@@ -236,6 +255,7 @@ __all__ = [
     "ActorTerminated",
     "DeadLetter",
     "DeadLetters",
+    "ErrorAnswered",
     "Event",
     "EventStream",
     "Subscription",

@@ -107,6 +107,7 @@ class Meter:
         "backoff_until",
         "backoff_waits",
         "batch",
+        "crashes",
         "errors",
         "give_ups",
         "handled_fast",
@@ -142,7 +143,9 @@ class Meter:
         self.wait_slow: list[int] | None = None
         self.wait_seconds = 0.0
         self.errors = 0
-        """Messages whose handler raised (they are also counted as handled)."""
+        """Messages whose handler raised or was cut (they are also counted as handled)."""
+        self.crashes = 0
+        """Of those, the ones that crashed the actor (not answers, not cut at a deadline)."""
         self.rejected = 0
         """Messages refused by the mailbox (full under ``fail``, evicted under ``drop_oldest``)."""
         self.ask_timeouts = 0

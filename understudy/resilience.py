@@ -189,7 +189,10 @@ class Guard:
         self.expired = error
         raise error
 
-    def failed(self, cell: Cell, error: Exception) -> str:
+    def own_limit(self, error: BaseException) -> bool:
+        return error is self.expired
+
+    def failed(self, cell: Cell, error: BaseException) -> str:
         reason = "crashed"
         if error is self.expired:
             reason = error.reason

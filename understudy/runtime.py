@@ -29,9 +29,11 @@ import anyio
 from anyio.abc import TaskGroup
 from prometheus_client import CollectorRegistry
 
+from understudy._checks import check_name, finite_seconds
 from understudy.actors import (
     DEFAULT_SHUTDOWN,
     A,
+    Answers,
     Cell,
     Durability,
     Persistence,
@@ -40,11 +42,12 @@ from understudy.actors import (
     _current,
     check_positive,
     spawn_cell,
+    vacancy,
 )
 from understudy.breaker import Breaker, BreakerInfo
 from understudy.budgets import BudgetScope
 from understudy.deadlines import Watchdog
-from understudy.errors import NameTaken, RuntimeClosed, UnknownActor
+from understudy.errors import DeadlineExceeded, NameTaken, RuntimeClosed, UnknownActor
 from understudy.events import DeadLetters, EventStream
 from understudy.mailbox import DEFAULT_CAPACITY, Overflow, check_capacity
 from understudy.messages import ExitReason
@@ -80,6 +83,10 @@ class Runtime:
     missing) or a :class:`~understudy.Store` for non-default settings; ``None`` (default)
     means no persistence. The runtime opens the store when it starts and closes it after
     every actor stopped.
+
+    ``name_wait`` is how many seconds a send through a name ref (:meth:`ref`) waits for an
+    actor to take the name while none has it (a supervisor restarting it), when the
+    message has no deadline of its own to bound the wait (default 5 s).
     """
 
     def __init__(
@@ -91,6 +98,7 @@ class Runtime:
         metrics: bool | tuple[str, int] = True,
         metrics_registry: CollectorRegistry | None = None,
         store: str | os.PathLike[str] | Store | None = None,
+        name_wait: float = 5.0,
     ) -> None:
         if clock is not None and not callable(clock):
             raise TypeError(f"Runtime(clock=) must be a function returning seconds, not {clock!r}")
@@ -109,6 +117,9 @@ class Runtime:
         self.closed = True
         self.shutting_down = False
         self._names: dict[str, Cell] = {}
+        self.name_wait = finite_seconds(name_wait, "Runtime(name_wait=)")
+        self._name_waits: dict[str, anyio.Event] = {}
+        """Names some sender waits for (a name ref while no actor had the name)."""
         self._top: dict[int, Cell] = {}
         self._task_group: TaskGroup | None = None
         self._host_scope: anyio.CancelScope | None = None
@@ -227,6 +238,9 @@ class Runtime:
                     f"({holder.actor_class.__qualname__})"
                 )
             self._names[cell.name] = cell
+            waiting = self._name_waits.pop(cell.name, None)
+            if waiting is not None:
+                waiting.set()
         if cell.parent is None:
             self._top[cell.id] = cell
         self.metrics.track(cell)
@@ -274,6 +288,7 @@ class Runtime:
         idle_timeout: float | None = None,
         persistent: bool | None = None,
         durability: Durability | None = None,
+        answers: Answers | None = None,
     ) -> Ref:
         """Start a top-level actor and return its ref once its ``on_start`` returned.
 
@@ -297,6 +312,13 @@ class Runtime:
         ``State`` and a store. ``durability`` is ``"commit"`` (default: an ask's reply waits
         for the commit of its effects) or ``"async"`` (reply at once, commit soon after).
 
+        ``answers`` (a tuple of exception classes; default: the class's ``answers``) are the
+        exceptions its handlers answer with instead of crashing (see ``Actor.answers``).
+        ``name`` must be printable, UTF-8 encodable text of at most 255 characters.
+
+        The ref returned is bound to this identity; ``rt.ref(name)`` gives one bound to
+        the name (see :class:`Ref`).
+
         Raises :class:`NameTaken` for a live name, ``TypeError``/``ValueError`` for bad
         options, whatever ``on_start`` raised (the actor then does not exist),
         :class:`CorruptState` when a persistent actor's snapshot does not decode, and
@@ -316,6 +338,7 @@ class Runtime:
             idle_timeout=idle_timeout,
             persistent=persistent,
             durability=durability,
+            answers=answers,
         )
         return cell.ref
 
@@ -366,13 +389,56 @@ class Runtime:
             self._roots_done.set()
 
     def ref(self, name: str) -> Ref:
-        """The ref of the live actor called ``name``. Raises :class:`UnknownActor`."""
+        """A ref bound to the name ``name``: it reaches whichever actor has that name when
+        a message is sent, across restarts of the actor and of its supervisor (OTP's
+        registered names). While no live actor has the name, a send waits for one, at
+        most until the message's deadline (else ``name_wait`` seconds), then raises
+        :class:`UnknownActor` naming it. Never blocks. Raises ``TypeError``/``ValueError``
+        for a bad name, :class:`RuntimeClosed` after the runtime exited."""
         if self.closed and self._entered:
             raise RuntimeClosed("the runtime has exited")
+        check_name(name, "rt.ref")
         cell = self._names.get(name)
-        if cell is None:
-            raise UnknownActor(f"no live actor is named {name!r}")
-        return cell.ref
+        return Ref(cell if cell is not None else vacancy(self, name), name)
+
+    def holder(self, name: str) -> Cell | None:
+        """The live identity called ``name``, or None (internal). Never blocks."""
+        cell = self._names.get(name)
+        return None if cell is None or cell.terminated else cell
+
+    async def await_name(self, name: str, deadline: float) -> Cell:
+        """The live identity called ``name``, waiting for one to start (internal; see
+        :meth:`ref`). ``deadline``: the message's (0.0: none, wait ``name_wait``)."""
+        start = self.clock()
+        limit = start + self.name_wait
+        bound = deadline if deadline and deadline < limit else limit
+        while True:
+            cell = self.holder(name)
+            if cell is not None:
+                return cell
+            if self.closed or self.shutting_down:
+                raise RuntimeClosed(
+                    f"cannot send to actor {name!r}: the runtime is shutting down"
+                )
+            left = bound - self.clock()
+            if left <= 0:
+                break
+            event = self._name_waits.get(name)
+            if event is None:
+                event = self._name_waits[name] = anyio.Event()
+            with anyio.move_on_after(left):
+                await event.wait()
+        event = self._name_waits.get(name)
+        if event is not None and not event.statistics().tasks_waiting:
+            del self._name_waits[name]  # bounded: nothing is kept for a name nobody takes
+        if bound == deadline:
+            raise DeadlineExceeded(
+                f"no actor named {name!r} was running before the message's deadline", name
+            )
+        raise UnknownActor(
+            f"no actor named {name!r} is running (waited {self.name_wait:g} s for one to "
+            "start)"
+        )
 
     async def stop(self, ref: Ref, *, timeout: float | None = None) -> None:
         """Stop the actor gracefully and wait until it has stopped.
@@ -382,7 +448,7 @@ class Runtime:
         queued become dead letters with reason ``stopped``. Returns at once if it already
         stopped.
         """
-        cell = _cell_of(ref, "stop")
+        cell = _cell_of(ref, "stop")  # a name ref: the name's current holder
         if timeout is not None:
             timeout = check_positive(timeout, f"stop({cell.label!r}): timeout")
         if self.closed:

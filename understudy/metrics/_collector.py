@@ -88,6 +88,7 @@ class Totals:
         "backoff_seconds",
         "backoff_waits",
         "capacity",
+        "crashes",
         "depth",
         "errors",
         "fill",
@@ -113,6 +114,7 @@ class Totals:
         self.wait_slow: list[int] | None = None
         self.wait_seconds = 0.0
         self.errors = 0
+        self.crashes = 0
         self.rejected = 0
         self.ask_timeouts = 0
         self.restarts: dict[str, int] = {}
@@ -136,6 +138,7 @@ class Totals:
             self.wait_slow = _add_buckets(self.wait_slow, meter.wait_slow)
         self.wait_seconds += meter.wait_seconds
         self.errors += meter.errors
+        self.crashes += meter.crashes
         self.rejected += meter.rejected
         self.ask_timeouts += meter.ask_timeouts
         if meter.restarts:
@@ -158,6 +161,7 @@ class Totals:
         self.wait_slow = _add_buckets(self.wait_slow, other.wait_slow)
         self.wait_seconds += other.wait_seconds
         self.errors += other.errors
+        self.crashes += other.crashes
         self.rejected += other.rejected
         self.ask_timeouts += other.ask_timeouts
         for reason, n in other.restarts.items():
@@ -249,8 +253,9 @@ class RuntimeCollector:
         )
         messages = CounterMetricFamily(
             "understudy_messages",
-            "Messages by outcome: ok (handler returned), error (handler raised), "
-            "timeout (handler cancelled by its time limit), "
+            "Messages by outcome: ok (handler returned), error (handler raised one of the "
+            "actor's answers: no restart), crash (handler raised anything else), "
+            "timeout (handler cancelled by its time limit or its message's deadline), "
             "rejected (refused by a full mailbox or evicted from it).",
             labels=["actor", "outcome"],
         )
@@ -312,10 +317,13 @@ class RuntimeCollector:
                 actors.add_metric([label, state], n)
             if on:
                 buckets, count = _histogram(t.handled_fast, t.handled_slow)
-                cut = sum(t.timeouts.get(kind, 0) for kind in _HANDLER_TIMEOUTS)
+                # Guard time limits crash the actor; a cut at the deadline does not.
+                limits = sum(t.timeouts.get(kind, 0) for kind in _HANDLER_TIMEOUTS)
+                deadline = t.timeouts.get("deadline", 0)
                 messages.add_metric([label, "ok"], count - t.errors)
-                messages.add_metric([label, "error"], t.errors - cut)
-                messages.add_metric([label, "timeout"], cut)
+                messages.add_metric([label, "error"], t.errors - t.crashes - deadline)
+                messages.add_metric([label, "crash"], t.crashes - limits)
+                messages.add_metric([label, "timeout"], limits + deadline)
                 handler.add_metric([label], buckets, t.handled_seconds)
                 buckets, _ = _histogram(t.wait_fast, t.wait_slow)
                 wait.add_metric([label], buckets, t.wait_seconds)

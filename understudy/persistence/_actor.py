@@ -37,11 +37,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import anyio.lowlevel
 import msgspec
 
-from understudy.actors import SKIPPED, Actor, Cell, Durability
-from understudy.errors import CorruptState, Killed, PersistenceError
+from understudy.actors import PERSISTENCE_FAILED, Actor, Cell, Durability
+from understudy.errors import CorruptState, PersistenceError
 from understudy.messages import ExitReason
 from understudy.persistence._schema import Event
 
@@ -50,8 +49,9 @@ if TYPE_CHECKING:
 
 DURABILITIES: tuple[Durability, ...] = ("commit", "async")
 
-_FAILED = "persistence_failed"
-"""System-lane item kind: ``(_FAILED, error, generation)``, a write of that instance failed."""
+_FAILED = PERSISTENCE_FAILED
+"""System-lane item kind: ``(_FAILED, error, generation)``, a write of that instance failed
+(handled by ``Cell.system_message``)."""
 
 
 class EventSourced(Actor):
@@ -302,93 +302,40 @@ class Snapshots:
             reply.value = result
             reply.event.set()
 
-    # -- serving --
+    # -- serving (the loop is Cell.serve; these are its hooks) --
 
     async def serve(self, cell: Cell, instance: Actor) -> tuple[ExitReason, BaseException | None]:
-        """The serve loop of a persistent cell: ``Cell.serve`` plus a write per message."""
+        """Serve a persistent cell: ``Cell.serve_instance``, whose loop calls
+        :meth:`completed` after each message (and :meth:`committed` when not pipelined)."""
         try:
-            return await self._serve(cell, instance)
+            if self.buffer:  # events persisted by on_start
+                self.completed(instance.state, None, None)
+            return await cell.serve_instance(instance)
         finally:
             self.serving = False
 
-    async def _serve(self, cell: Cell, instance: Actor) -> tuple[ExitReason, BaseException | None]:
-        # Cell.serve (the meter's pacing included), plus completed() after each message and
-        # the system-lane item by which the store fails this instance.
-        mailbox = cell.mailbox
-        queue = mailbox.queue
-        system = mailbox.system
-        meter = cell.meter
-        generation = self.generation
-        pipeline = self.pipeline
-        guard = cell.guard  # breaker and time limits (understudy.resilience), as Cell.serve
-        watch = guard if guard is not None and guard.watching() else None
-        if self.buffer:  # events persisted by on_start
-            self.completed(instance.state, None, None)
-        budget = meter.open()
-        while True:
-            if system:
-                meter.close(budget)
-                item = system.pop(0)
-                if item[0] == _FAILED:
-                    if item[2] == generation:
-                        return "failed", item[1]
-                    budget = meter.resume()
-                    continue
-                outcome = await cell.system_message(instance, item)
-                if outcome is not None:
-                    return outcome
-                try:  # a Terminated (or internal) handler may have changed the state
-                    self.completed(instance.state, None, None)
-                except Exception as exc:
-                    exc.add_note(f"raised persisting the state of actor {cell.label!r}")
-                    return "failed", exc
-                budget = meter.resume()
-            elif queue:
-                envelope = queue.popleft()
-                if mailbox.senders:
-                    mailbox.wake_sender()
-                cell.current = envelope
-                msg, handler, reply, _, stamp, limits = envelope
-                if stamp:
-                    budget = meter.waited(stamp, budget)
-                if limits is not None and not cell.admit(limits, envelope):
-                    continue  # its deadline passed: not processed
-                try:
-                    if watch is None:
-                        result = await handler(instance, msg)
-                    else:
-                        result = await watch.run(cell, handler, instance, envelope)
-                        if result is SKIPPED:
-                            continue  # refused by the open breaker: nothing to persist
-                        if not watch.watching():
-                            watch = None
-                    self.completed(instance.state, reply, result)
-                except Exception as exc:
-                    meter.close(budget - 1)
-                    meter.errors += 1
-                    cell.crashed(envelope, exc)
-                    return "failed", exc
-                except BaseException:
-                    meter.close(budget)
-                    if guard is not None:
-                        guard.interrupted()
-                    if reply is not None:
-                        reply.fail(Killed(f"actor {cell.label!r} was stopped while handling it"))
-                    raise
-                budget -= 1
-                if not pipeline:
-                    meter.close(budget)
-                    await self.store.committed(self.key)
-                    budget = meter.resume()
-                if not budget:
-                    budget = meter.tally()
-                    if not budget:
-                        await anyio.lowlevel.checkpoint()
-                        budget = meter.open()
-            else:
-                meter.close(budget)
-                await mailbox.wait()
-                budget = meter.open()
+    async def committed(self) -> None:
+        """Wait until this actor's queued writes are committed (the loop, unpipelined)."""
+        await self.store.committed(self.key)
+
+    async def rollback(self, instance: Actor) -> None:
+        """Undo what the failed message changed: the state goes back to the last completed
+        message's (what was queued or committed); its journaled events are dropped."""
+        if self.kinds is None:
+            instance.state = self.decoder.decode(self.last)
+            return
+        if not self.buffer:
+            return  # an event-sourced state changes only through persisted events
+        self.seq -= len(self.buffer)
+        self.buffer = []
+        # Rebuild from the store: the last snapshot plus the journal after it, once what
+        # this actor queued before is committed.
+        await self.store.committed(self.key)
+        row, tail = await self.store.load_journaled(self.key)
+        state = self.state_type() if row is None else self.decoder.decode(row[1])
+        instance.state = state
+        if tail:
+            self.replay(instance, 0 if row is None else row[0], tail)
 
 
 def attach(store: Store | None, cell: Cell, durability: Durability | None) -> Snapshots:
