@@ -107,6 +107,8 @@ async def main() -> None:
         try:
             await alice.ask(Statement(), timeout=0.05)
         except TimeoutError:
+            # Its deadline passed: the handler rendering it was cancelled (dead letter
+            # "deadline"), and alice goes on with her next message.
             print("statement not ready in time; alice keeps serving")
         print("alice still has", await alice.ask(GetBalance(), timeout=1.0))
 

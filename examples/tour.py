@@ -1,4 +1,5 @@
-"""The README's tour: a supervised account that is restarted after a failed request.
+"""The README's tour: a supervised account that answers a refused request and is restarted
+after a crash.
 
 Run it: ``python examples/tour.py [asyncio|trio]``.
 """
@@ -22,9 +23,15 @@ class GetBalance(us.Request[int], frozen=True):
     pass
 
 
+class Audit(us.Request[int], frozen=True):
+    pass
+
+
 class Account(us.Actor):
     class State(msgspec.Struct):  # fresh for every new instance
         balance: int = 0
+
+    state: State  # tells a type checker what self.state is
 
     async def deposit(self, msg: Deposit) -> None:  # handlers are found by annotation
         self.state.balance += msg.amount
@@ -33,10 +40,14 @@ class Account(us.Actor):
         if msg.amount > self.state.balance:
             raise ValueError(f"insufficient funds: {self.state.balance} < {msg.amount}")
         self.state.balance -= msg.amount
-        return int(self.state.balance)
+        return self.state.balance
 
     async def balance(self, msg: GetBalance) -> int:
-        return int(self.state.balance)
+        return self.state.balance
+
+    async def audit(self, msg: Audit) -> int:
+        ledger: dict[str, int] = {}
+        return ledger["alice"]  # a bug: KeyError is not an answer, so alice crashes
 
 
 async def main() -> None:
@@ -53,11 +64,16 @@ async def main() -> None:
         print("balance:", await alice.ask(GetBalance(), timeout=1.0))
         print("withdraw 4 ->", await alice.ask(Withdraw(4), timeout=1.0))
         try:
-            await alice.ask(Withdraw(50))  # the handler's error reaches the asker...
+            await alice.ask(Withdraw(50))  # a ValueError is an answer: the asker gets it...
         except ValueError as error:
             print("refused:", error)
-        # ...and alice was restarted by her supervisor, from a fresh State().
-        print("balance after restart:", await alice.ask(GetBalance(), timeout=1.0))
+        print("balance after the refusal:", await alice.ask(GetBalance()))  # ...state kept
+        try:
+            await alice.ask(Audit())  # any other exception is a crash...
+        except KeyError as error:
+            print("crashed:", error)
+        # ...and her supervisor restarted her from a fresh State(); the name ref follows.
+        print("balance after the crash:", await alice.ask(GetBalance(), timeout=1.0))
 
 
 if __name__ == "__main__":

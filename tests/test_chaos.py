@@ -166,7 +166,9 @@ async def test_injected_exceptions_fail_the_handler_until_cancelled() -> None:
         fault.cancel()
         assert await rt.ref("w").ask(Work()) == "w"
         assert chaos.counts["exception"] == 3
-        assert rt.dead_letters.counts["crashed"] == 3
+        # A ConnectionError is one of the default answers: the asker got it, no crash.
+        assert rt.dead_letters.counts.get("crashed", 0) == 0
+        assert rt.tree()[0].children[0].restarts == 0
 
 
 async def test_an_injected_fault_with_a_count_fires_that_many_times() -> None:

@@ -145,7 +145,7 @@ async def test_self_ref_and_name_identify_the_actor() -> None:
         assert label == ref_name == anonymous.name
         assert label.startswith("Me#")
         assert await named.ask(Ping(), timeout=GUARD) == "yes"
-        assert rt.ref("me") is named
+        assert rt.ref("me").live() is named._cell
 
 
 # -- children --

@@ -36,7 +36,7 @@ def test_bank_example_runs_and_tells_its_story(backend: str) -> None:
         "bob's withdrawal refused: cannot withdraw 50, balance is 20",
         "auditor: bob ended (failed): cannot withdraw 50, balance is 20",
         "bob is closed",
-        "dead letters: {'crashed': 1}",
+        "dead letters: {'crashed': 1, 'deadline': 1}",
     ]
     # The crash is logged once, with its traceback, and nothing else goes to stderr.
     assert result.stderr.count("ERROR understudy: actor 'bob' stopped") == 1
@@ -80,5 +80,7 @@ def test_tour_example_restarts_the_account_after_a_failed_request(backend: str) 
         "balance: 10",
         "withdraw 4 -> 6",
         "refused: insufficient funds: 6 < 50",
-        "balance after restart: 0",
+        "balance after the refusal: 6",
+        "crashed: 'alice'",
+        "balance after the crash: 0",
     ]

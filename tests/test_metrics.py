@@ -255,7 +255,8 @@ async def test_a_scrape_over_http_reports_exactly_the_workload() -> None:
     messages = "understudy_messages_total"
     assert value(samples, messages, actor="counter", outcome="ok") == N + 1
     assert value(samples, messages, actor="counter", outcome="error") == 0
-    assert value(samples, messages, actor="Crasher", outcome="error") == K
+    assert value(samples, messages, actor="Crasher", outcome="crash") == K
+    assert value(samples, messages, actor="Crasher", outcome="error") == 0
     assert value(samples, messages, actor="Crasher", outcome="ok") == 0
     assert value(samples, messages, actor="narrow", outcome="rejected") == 1
     assert value(samples, messages, actor="narrow", outcome="ok") == 0  # still in progress
@@ -448,7 +449,7 @@ async def test_supervision_counts_restarts_give_ups_and_backoff_waits() -> None:
     assert value(samples, backoff + "_count", actor="flaky") == 1
     assert value(samples, backoff + "_bucket", actor="flaky", le="0.001") == 1
     assert value(samples, backoff + "_sum", actor="flaky") == pytest.approx(0.001)
-    assert value(samples, "understudy_messages_total", actor="flaky", outcome="error") == 2
+    assert value(samples, "understudy_messages_total", actor="flaky", outcome="crash") == 2
     terminated = "understudy_actors_terminated_total"
     assert value(samples, terminated, actor="flaky", reason="shutdown") == 1  # inner gave up
     assert value(samples, "understudy_actors", actor="flaky", state="running") == 1

@@ -79,8 +79,11 @@ def worker(probe: Probe, rt: us.Runtime | None = None) -> functools.partial[Work
 async def test_a_named_actor_is_found_by_name_while_it_runs() -> None:
     async with us.Runtime() as rt:
         ref = await rt.spawn(worker(Probe()), name="w")
-        assert rt.ref("w") is ref
-        assert ref.name == "w"
+        # spawn's ref follows the identity; rt.ref's follows the name.
+        assert (ref.bound_to, rt.ref("w").bound_to) == ("identity", "name")
+        assert rt.ref("w") == rt.ref("w")
+        assert rt.ref("w") != ref
+        assert rt.ref("w").name == ref.name == "w"
         assert "w" in rt
         assert repr(ref) == "<Ref w>"
         assert await rt.ref("w").ask(Ping(), timeout=GUARD) == "pong"
@@ -95,14 +98,21 @@ async def test_unnamed_actors_get_distinct_ids() -> None:
     assert first.name not in rt
 
 
-async def test_ref_to_an_unknown_name_raises_unknown_actor() -> None:
-    async with us.Runtime() as rt:
+async def test_a_send_to_a_name_nobody_takes_raises_unknown_actor_after_a_bounded_wait() -> None:
+    async with us.Runtime(name_wait=0.05) as rt:
+        ghost = rt.ref("ghost")  # never blocks, never raises: the name may come
+        with pytest.raises(us.UnknownActor, match=r"'ghost'.*waited 0.05 s"):
+            await ghost.tell(Ping())
         with pytest.raises(us.UnknownActor, match="'ghost'"):
-            rt.ref("ghost")
+            await ghost.ask(Ping())
+        with pytest.raises(us.DeadlineExceeded, match="'ghost'"):
+            await ghost.ask(Ping(), timeout=0.02)  # the ask's deadline bounds the wait
         ref = await rt.spawn(worker(Probe()), name="gone")
         await rt.stop(ref)
         with pytest.raises(us.UnknownActor, match="'gone'"):
-            rt.ref("gone")
+            await rt.ref("gone").tell(Ping())
+        assert rt.dead_letters.counts["unknown_actor"] == 3
+        assert rt.dead_letters.counts["expired"] == 1
 
 
 async def test_a_taken_name_raises_name_taken_until_its_actor_stops() -> None:
@@ -110,12 +120,13 @@ async def test_a_taken_name_raises_name_taken_until_its_actor_stops() -> None:
         first = await rt.spawn(worker(Probe()), name="alice")
         with pytest.raises(us.NameTaken, match=r"'alice' is already running \(Worker\)"):
             await rt.spawn(worker(Probe()), name="alice")
-        assert rt.ref("alice") is first
+        by_name = rt.ref("alice")
+        assert by_name.live() is first._cell
         assert await first.ask(Ping(), timeout=GUARD) == "pong"
         await rt.stop(first)
         second = await rt.spawn(worker(Probe()), name="alice")
-        assert second is not first
-        assert rt.ref("alice") is second
+        assert second != first
+        assert by_name.live() is second._cell  # the name ref follows the name
 
 
 async def test_name_taken_is_also_a_value_error() -> None:
@@ -125,11 +136,24 @@ async def test_name_taken_is_also_a_value_error() -> None:
             await rt.spawn(worker(Probe()), name="x")
 
 
-@pytest.mark.parametrize("name", ["", 7])
-async def test_a_bad_name_is_refused(name: object) -> None:
-    async with us.Runtime() as rt:
-        with pytest.raises(TypeError, match="name must be a non-empty str"):
+@pytest.mark.parametrize(
+    ("name", "error", "match"),
+    [
+        ("", ValueError, "must not be empty"),
+        (7, TypeError, "must be a str, not 7"),
+        ("\ud800", ValueError, "cannot be encoded to UTF-8"),
+        ("a\x1b[31mred", ValueError, "unprintable character"),
+        ("x" * 256, ValueError, "at most 255 characters, not 256"),
+    ],
+)
+async def test_a_bad_name_is_refused(name: object, error: type[Exception], match: str) -> None:
+    async with us.Runtime(store=None) as rt:
+        with pytest.raises(error, match=match):
             await rt.spawn(worker(Probe()), name=name)  # type: ignore[arg-type]
+        with pytest.raises(error, match=match):
+            rt.ref(name)  # type: ignore[arg-type]
+        assert await rt.spawn(worker(Probe()), name="x" * 255)
+        assert rt.tree()[0].name == "x" * 255  # nothing of the refused spawns is left
 
 
 async def test_spawning_something_that_is_not_an_actor_is_refused() -> None:
@@ -385,7 +409,7 @@ async def test_spawning_before_entering_the_runtime_raises_runtime_closed() -> N
     rt = us.Runtime()
     with pytest.raises(us.RuntimeClosed, match="not running"):
         await rt.spawn(worker(Probe()))
-    with pytest.raises(us.UnknownActor):
+    with pytest.raises(us.RuntimeClosed, match="not running"):
         rt.ref("w")
 
 

@@ -289,6 +289,8 @@ async def test_asker_of_the_crashing_message_gets_the_exception() -> None:
         pass
 
     class Fragile(Worker):
+        answers = ()  # every exception is a crash here (ValueError is a default answer)
+
         async def boom(self, msg: Boom) -> int:
             raise ValueError("bad input")
 

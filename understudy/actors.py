@@ -1135,6 +1135,7 @@ class Cell:
         "cut",
         "done",
         "doomed",
+        "due",
         "exit_error",
         "exit_reason",
         "factory",
@@ -1233,6 +1234,8 @@ class Cell:
         asker gets, and whether the cancellation reached the handler."""
         self.in_system = False
         """True while a system-lane item is handled (a cut never interrupts one)."""
+        self.due: Envelope | Idle | None = None
+        """The message whose deadline the alarm found passed (cut at the next ring)."""
 
     # -- sending (slow paths; the fast path is inlined in Ref.tell/ask) --
 
@@ -1506,6 +1509,7 @@ class Cell:
                 self.dead_letter(envelope, reason, error)  # counts a "deadline" timeout
                 if self.persistence is not None:
                     await self.persistence.rollback(instance)
+            cut = None  # keeps no message (and its reply) alive while serving on
             # else: the cut came after the handler had returned (the actor was idle): nothing
             # was interrupted but a wait, and the loop simply resumes.
 
@@ -1589,16 +1593,23 @@ class Cell:
                     return "failed", exc
                 except BaseException as exc:
                     cut = self.cut
-                    if cut is not None and cut[0] is envelope:
-                        # The cut reached the handler: serve_instance fails its message.
-                        meter.close(countdown - 1)
-                        meter.errors += 1
-                        cut[2] = True
-                        if guard is not None:
-                            guard.failed(self, cut[1])
-                        if reply is not None:
-                            reply.fail(cut[1])
-                        raise
+                    if cut is not None:
+                        if cut[0] is envelope:
+                            # The cut reached the handler: serve_instance fails its message.
+                            meter.close(countdown - 1)
+                            meter.errors += 1
+                            cut[2] = True
+                            if guard is not None:
+                                guard.failed(self, cut[1])
+                            if reply is not None:
+                                reply.fail(cut[1])
+                            raise
+                        if self.scope is not None and not self.scope.cancel_called:
+                            # A cut meant for an earlier handler, which shielded itself,
+                            # reached this one at its first await: it is handled again.
+                            meter.close(countdown)
+                            queue.appendleft(envelope)
+                            raise
                     if _stray_cancellation(exc):
                         # asyncio: the handler awaited a task it had cancelled itself. Its
                         # message fails; neither the actor nor the runtime is cancelled.
@@ -1658,14 +1669,24 @@ class Cell:
         """The watchdog's alarm: cut the handler in progress if its message's deadline
         passed, else set the alarm for that deadline. Never blocks."""
         self.alarm = math.inf
+        due, self.due = self.due, None  # (keeps no message alive)
         current = self.current
         limits = current[5]
         if current[0] is None or limits is None or not limits[0] or self.instance is None:
             return
         deadline = limits[0]
-        if deadline > self.system.clock():
+        now = self.system.clock()
+        if deadline > now:
             self.arm(deadline)
-        elif not self.in_system and self.work is not None and self.cut is None:
+        elif due is not current:
+            # First ring past this deadline: the runtime's own waits in the handler (an ask,
+            # a tell waiting for room) raise DeadlineExceeded in it now; cut it only if it
+            # still runs CUT_GRACE later.
+            self.due = current
+            self.arm(now + CUT_GRACE)
+        else:
+            if self.in_system or self.work is None or self.cut is not None:
+                return
             error = DeadlineExceeded(
                 f"{type(current[0]).__qualname__} to actor {self.label!r}: its deadline "
                 "passed while its handler ran; the handler was cancelled",
@@ -2172,6 +2193,10 @@ def check_positive(value: object, what: str) -> float:
         raise ValueError(f"{what} must be positive, not {value!r}")
     return float(value)
 
+
+CUT_GRACE = 0.001
+"""Seconds past a message's deadline before its handler is cut: time for the runtime's
+own waits inside it (an ask, a tell waiting for room) to raise DeadlineExceeded first."""
 
 SKIPPED: Any = object()
 """What :meth:`Guarding.run` returns for a message it refused instead of handling."""

@@ -154,12 +154,12 @@ class Chaos:
 
     def _cell(self, target: Ref | str, where: str) -> Cell:
         if isinstance(target, Ref):
-            return target._cell
+            return target.live() or target._cell  # a name ref: the name's current holder
         if isinstance(target, str):
-            try:
-                return self.rt.ref(target)._cell
-            except UnknownActor:
-                raise UnknownActor(f"{where}: no live actor is named {target!r}") from None
+            cell = self.rt.holder(target)
+            if cell is None:
+                raise UnknownActor(f"{where}: no live actor is named {target!r}")
+            return cell
         raise TypeError(f"{where}: target must be a Ref or an actor name, not {target!r}")
 
     def _record(self, cell: Cell | None, kind: FaultKind, detail: str) -> None:

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from understudy.actors import Ref
 
 R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+"""A request's reply type: covariant, so a ``Request[int]`` is a ``Request[float]`` and an
+``ask`` returning it can be passed where an ``object`` (``print``) or a float is wanted."""
 M = TypeVar("M", bound="Message")
 
 ExitReason = Literal["normal", "shutdown", "failed", "killed"]
@@ -41,7 +44,7 @@ class Message(msgspec.Struct, frozen=True):
     """Base class of one-way messages. Subclasses must stay frozen."""
 
 
-class Request(Message, Generic[R], frozen=True):
+class Request(Message, Generic[R_co], frozen=True):
     """Base class of requests whose reply is an ``R``; ``ref.ask`` returns that ``R``."""
 
 

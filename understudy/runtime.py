@@ -395,8 +395,8 @@ class Runtime:
         most until the message's deadline (else ``name_wait`` seconds), then raises
         :class:`UnknownActor` naming it. Never blocks. Raises ``TypeError``/``ValueError``
         for a bad name, :class:`RuntimeClosed` after the runtime exited."""
-        if self.closed and self._entered:
-            raise RuntimeClosed("the runtime has exited")
+        if self.closed:
+            raise RuntimeClosed(f"rt.ref({name!r}): the runtime is not running")
         check_name(name, "rt.ref")
         cell = self._names.get(name)
         return Ref(cell if cell is not None else vacancy(self, name), name)
