@@ -155,4 +155,14 @@ __all__ = [
     "__version__",
     "decode",
     "run",
+    # core (wave 2): errors that are answers
+    "ALWAYS_ANSWERS",
+    "ANSWERS",
+    "ErrorAnswered",
+    "HandlerCancelled",
 ]
+
+# core (wave 2): errors that are answers
+from understudy.actors import ALWAYS_ANSWERS, ANSWERS  # noqa: E402
+from understudy.errors import HandlerCancelled  # noqa: E402
+from understudy.events import ErrorAnswered  # noqa: E402

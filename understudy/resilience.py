@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from understudy.actors import SKIPPED, Actor, Cell, Envelope, Handler
+from understudy.actors import SKIPPED, Actor, Cell, Envelope, Handler, check_answers
 from understudy.breaker import STATES, Breaker, BreakerState, BreakerStateChanged, check_breaker
 from understudy.errors import CircuitOpen, HandlerTimeout, IdleTimeout, TimedOut
 from understudy.messages import Message
@@ -55,6 +55,8 @@ def check_limit(value: object, what: str) -> float | None:
 def check_options(options: dict[str, Any], where: str) -> None:
     """Validate the resilience options among spawn ``options`` (for ``us.Child``)."""
     check_breaker(options.get("breaker"), where)
+    if options.get("answers") is not None:
+        check_answers(options["answers"], where)
     for option in ("timeout", "queue_timeout", "idle_timeout"):
         check_limit(options.get(option), f"{where}: {option}")
 

@@ -220,6 +220,22 @@ class Metrics:
         """A cell was registered: count it from now on. Never blocks."""
         self.cells[cell.id] = cell
 
+    def _evict_oldest(self) -> None:
+        """Fold the oldest retired label's totals into :data:`EVICTED` (core, wave 2: what
+        is kept per distinct stopped name is bounded; sums over labels never go back)."""
+        oldest = next(iter(self.retired))
+        if oldest == EVICTED:
+            self.retired[EVICTED] = self.retired.pop(EVICTED)  # keep it; evict the next
+            oldest = next(iter(self.retired))
+        folded = self.retired.pop(oldest)
+        into = self.retired.get(EVICTED)
+        if into is None:
+            into = self.retired[EVICTED] = Totals()
+        into.add_counters(folded)
+        for values in self._retired_extra.values():
+            if oldest in values:
+                values[EVICTED] = values.get(EVICTED, 0.0) + values.pop(oldest)
+
     def retire(self, cell: Cell) -> None:
         """A cell stopped for good: fold its counters into its label's retired totals."""
         if self.cells.pop(cell.id, None) is None:
@@ -228,6 +244,8 @@ class Metrics:
         totals = self.retired.get(label)
         if totals is None:
             totals = self.retired[label] = Totals()
+            if len(self.retired) > RETIRED_NAMES:
+                self._evict_oldest()
         totals.add_meter(cell.meter)
         if cell.exit_reason is not None:
             reason = cell.exit_reason
@@ -236,6 +254,14 @@ class Metrics:
             if metric.kind == "counter":
                 values = self._retired_extra[metric.name]
                 values[label] = values.get(label, 0.0) + metric.read(cell)
+
+
+RETIRED_NAMES = 1000
+"""Stopped actor labels whose totals are kept one by one (core, wave 2): beyond that the
+oldest are summed under ``actor="~retired"``, so millions of distinct stopped names (entities)
+cost a bounded amount of memory."""
+
+EVICTED = "~retired"
 
 
 __all__ = [
