@@ -155,7 +155,9 @@ def test_bad_fallback_chains_are_refused() -> None:
     with pytest.raises(ValueError, match="at least one"):
         us.first_of()
     with pytest.raises(TypeError, match="not a Ref"):
-        us.first_of("opus")  # type: ignore[arg-type]
+        us.first_of(b"opus")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="first_of: a name must not be empty"):
+        us.first_of("")
 
 
 async def test_bad_each_and_mixed_runtimes_are_refused() -> None:

@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 import anyio
 import msgspec
 
-from understudy.actors import Ref, sender
+from understudy._checks import check_name, optional_seconds
+from understudy.actors import Cell, Ref, Scope, _current, sender
 from understudy.errors import (
     ActorStopped,
     CircuitOpen,
@@ -48,6 +49,7 @@ from understudy.errors import (
     IdleTimeout,
     MailboxFull,
     QueueTimeout,
+    UnknownActor,
 )
 from understudy.events import Event
 from understudy.messages import Request
@@ -109,28 +111,49 @@ def _time_left(ref: Ref, timeout: float | None) -> tuple[float, float]:
     return now, deadline
 
 
-def _check_seconds(value: object, what: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{what} must be a number of seconds or None, not {value!r}")
-    if not 0 < value < math.inf:
-        raise ValueError(f"{what} must be a positive, finite number of seconds, not {value!r}")
-    return float(value)
+_check_seconds = optional_seconds
 
 
 class FirstOf:
-    """A fallback chain of refs (made by :func:`first_of`); see :mod:`understudy.fallback`."""
+    """A fallback chain of refs or names (made by :func:`first_of`); see
+    :mod:`understudy.fallback`."""
 
-    __slots__ = ("default", "each", "targets")
+    __slots__ = ("default", "each", "names", "targets")
 
-    def __init__(self, targets: tuple[Ref, ...], default: Any, each: float | None) -> None:
-        self.targets = targets
+    def __init__(
+        self, names: tuple[Ref | str, ...], default: Any, each: float | None
+    ) -> None:
+        self.names = names
+        self.targets: tuple[Ref, ...] | None = None
+        """The refs, once the runtime is known (names resolve to name refs)."""
+        if all(isinstance(target, Ref) for target in names):
+            self.targets = cast("tuple[Ref, ...]", names)
+        else:
+            system = next((t._cell.system for t in names if isinstance(t, Ref)), None)
+            if system is not None:
+                self.targets = tuple(
+                    t if isinstance(t, Ref) else system.ref(t) for t in names
+                )
         self.default = default
         self.each = each
 
+    def _refs(self) -> tuple[Ref, ...]:
+        if self.targets is not None:
+            return self.targets
+        current = _current.get()
+        cell = current if isinstance(current, Cell) else (
+            current.cell if isinstance(current, Scope) else None
+        )
+        if cell is None:
+            raise TypeError(
+                "first_of(...) given only names must be asked from inside an actor (to know "
+                "its runtime); pass refs (rt.ref(name)) elsewhere"
+            )
+        system = cell.system
+        return tuple(t if isinstance(t, Ref) else system.ref(t) for t in self.names)
+
     def __repr__(self) -> str:
-        names = ", ".join(target.name for target in self.targets)
+        names = ", ".join(t.name if isinstance(t, Ref) else t for t in self.names)
         return f"<first_of {names}{', default' if self.default is not _NO_DEFAULT else ''}>"
 
     async def ask(self, msg: Request[R], *, timeout: float | None = None) -> R:
@@ -143,11 +166,22 @@ class FirstOf:
         """Like :meth:`ask`, and say which target answered and why the others did not."""
         if timeout is not None:
             _check_seconds(timeout, "first_of(...).ask: timeout")
-        first = self.targets[0]
+        targets = self._refs()
+        first = targets[0]
         _, deadline = _time_left(first, timeout)
         clock = first._cell.system.clock
         failures: list[tuple[str, BaseException]] = []
-        for index, target in enumerate(self.targets):
+        for index, target in enumerate(targets):
+            if target._name is not None and target.live() is None:
+                # A name no live actor has (its supervisor is restarting it, say): the next
+                # target's turn at once, as for an open circuit.
+                missing = UnknownActor(f"no actor named {target.name!r} is running")
+                failures.append((target.name, missing))
+                if index + 1 < len(targets):
+                    self._taken(target, targets[index + 1], missing)
+                elif self.default is not _NO_DEFAULT:
+                    self._taken(target, None, missing)
+                continue
             left = deadline - clock()
             if left <= 0:
                 error: BaseException = DeadlineExceeded(
@@ -161,8 +195,8 @@ class FirstOf:
                 value = await target.ask(msg, timeout=None if math.isinf(bound) else bound)
             except Exception as exc:  # any failure of this target: the next one's turn
                 failures.append((target.name, exc))
-                if index + 1 < len(self.targets):
-                    self._taken(target, self.targets[index + 1], exc)
+                if index + 1 < len(targets):
+                    self._taken(target, targets[index + 1], exc)
                 elif self.default is not _NO_DEFAULT:
                     self._taken(target, None, exc)
                 continue
@@ -190,18 +224,25 @@ class FirstOf:
             runtime.events.publish(FallbackTaken(actor=source.name, to=name, error=error))
 
 
-def first_of(*targets: Ref, default: Any = _NO_DEFAULT, each: float | None = None) -> FirstOf:
-    """A fallback chain over ``targets`` (refs of one runtime, asked in order); see
-    :mod:`understudy.fallback`. ``default`` is returned when none can answer (without it,
-    the chain raises); ``each`` is the most seconds one target may take. Raises
-    ``TypeError``/``ValueError`` here for anything that is not a ref, no targets, or a
-    bad ``each``."""
+def first_of(
+    *targets: Ref | str, default: Any = _NO_DEFAULT, each: float | None = None
+) -> FirstOf:
+    """A fallback chain over ``targets`` (refs of one runtime, or actor names, asked in
+    order); see :mod:`understudy.fallback`. A name is looked up when the chain is asked
+    (in the runtime of the refs given, or of the actor asking), so the chain follows it
+    across restarts; a target whose name no live actor has is skipped at once
+    (:class:`~understudy.UnknownActor` in the failures). ``default`` is returned when none
+    can answer (without it, the chain raises); ``each`` is the most seconds one target may
+    take. Raises ``TypeError``/``ValueError`` here for anything that is not a ref or a
+    valid name, no targets, or a bad ``each``."""
     if not targets:
         raise ValueError("first_of needs at least one target")
     for target in targets:
-        if not isinstance(target, Ref):
-            raise TypeError(f"first_of: {target!r} is not a Ref")
-    systems = {id(target._cell.system) for target in targets}
+        if isinstance(target, str):
+            check_name(target, "first_of")
+        elif not isinstance(target, Ref):
+            raise TypeError(f"first_of: {target!r} is not a Ref or an actor name")
+    systems = {id(target._cell.system) for target in targets if isinstance(target, Ref)}
     if len(systems) > 1:
         raise ValueError("first_of: every target must belong to the same runtime")
     return FirstOf(targets, default, _check_seconds(each, "first_of(each=)"))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import collections.abc
+import sys
 import types
 import typing
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, Union
@@ -130,8 +131,12 @@ class Message(msgspec.Struct, frozen=True):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        # Annotations may name classes local to the function defining the message.
+        caller = sys._getframe(1)
+        while caller.f_code.co_name == "__init_subclass__" and caller.f_back is not None:
+            caller = caller.f_back
         try:
-            hints = typing.get_type_hints(cls, include_extras=True)
+            hints = typing.get_type_hints(cls, localns=dict(caller.f_locals), include_extras=True)
         except Exception:  # names a class defined later: checked at first use instead
             _UNCHECKED.add(cls)
             return
@@ -169,8 +174,12 @@ def check_message_type(tp: type[Any]) -> None:
             "actor can change a message another actor also holds"
         )
     if tp in _UNCHECKED:
-        _check_fields(tp, typing.get_type_hints(tp, include_extras=True))
         _UNCHECKED.discard(tp)
+        try:
+            hints = typing.get_type_hints(tp, include_extras=True)
+        except Exception:  # still unresolvable (a local class): mypy's business
+            return
+        _check_fields(tp, hints)
 
 
 def decode(data: bytes | str, tp: type[M], *, format: Literal["json", "msgpack"] = "json") -> M:
