@@ -18,7 +18,7 @@ class Line(msgspec.Struct, frozen=True):
 
 class PlaceOrder(us.Message, frozen=True):
     id: int
-    lines: list[Line]
+    lines: tuple[Line, ...]
 
 
 class Deposit(us.Message, frozen=True):
@@ -75,13 +75,13 @@ def test_terminated_carries_the_ref_the_reason_and_the_error() -> None:
 
 def test_decode_builds_the_message_from_json() -> None:
     data = b'{"id": 7, "lines": [{"sku": "tea", "qty": 2}]}'
-    assert us.decode(data, PlaceOrder) == PlaceOrder(7, [Line("tea", 2)])
-    assert us.decode(data.decode(), PlaceOrder) == PlaceOrder(7, [Line("tea", 2)])
+    assert us.decode(data, PlaceOrder) == PlaceOrder(7, (Line("tea", 2),))
+    assert us.decode(data.decode(), PlaceOrder) == PlaceOrder(7, (Line("tea", 2),))
 
 
 def test_decode_builds_the_message_from_msgpack() -> None:
-    data = msgspec.msgpack.encode(PlaceOrder(7, [Line("tea", 2)]))
-    assert us.decode(data, PlaceOrder, format="msgpack") == PlaceOrder(7, [Line("tea", 2)])
+    data = msgspec.msgpack.encode(PlaceOrder(7, (Line("tea", 2),)))
+    assert us.decode(data, PlaceOrder, format="msgpack") == PlaceOrder(7, (Line("tea", 2),))
 
 
 def test_decode_names_the_path_of_a_field_with_the_wrong_type() -> None:
