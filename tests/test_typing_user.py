@@ -67,6 +67,9 @@ def test_the_readme_tour_and_a_user_program_pass_mypy_strict_against_the_install
 ) -> None:
     (tmp_path / "user.py").write_text(SNIPPET)
     (tmp_path / "tour.py").write_text((ROOT / "examples" / "tour.py").read_text())
-    result = mypy("user.py", "tour.py", cwd=tmp_path)
+    readme = (ROOT / "README.md").read_text()
+    tour = readme.split("## A short tour", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "readme_tour.py").write_text(tour)
+    result = mypy("user.py", "tour.py", "readme_tour.py", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Success: no issues found in 2 source files" in result.stdout
+    assert "Success: no issues found in 3 source files" in result.stdout
