@@ -8,9 +8,9 @@ import random
 import anyio
 import msgspec
 import pytest
+from helpers import GUARD
 
 import understudy as us
-from helpers import GUARD
 
 pytestmark = pytest.mark.anyio
 
@@ -116,7 +116,7 @@ async def test_anything_else_is_still_a_crash_that_restarts_from_a_fresh_state()
 async def test_answers_option_on_child_and_spawn_replaces_the_class_default() -> None:
     async with us.Runtime() as rt:
         await rt.start(supervised(answers=()))  # every exception a crash...
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="insufficient funds"):
             await rt.ref("acct").ask(Withdraw(1), timeout=GUARD)
         with anyio.fail_after(GUARD):
             while rt.tree()[0].children[0].restarts != 1:
@@ -191,7 +191,7 @@ async def test_an_answer_is_logged_once_without_traceback_a_crash_with_the_actor
     caplog.set_level(logging.INFO, logger="understudy")
     async with us.Runtime() as rt:
         acct = await rt.spawn(Account, name="acct")
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="insufficient funds"):
             await acct.ask(Withdraw(5), timeout=GUARD)
         answered = [r for r in caplog.records if "answered" in r.getMessage()]
         assert len(answered) == 1
@@ -248,9 +248,7 @@ class Triage(us.Actor):
         return f"{msg.text}: {found}"
 
 
-async def test_a_flaky_tool_behind_a_breaker_and_a_fallback_never_takes_the_runtime_down() -> (
-    None
-):
+async def test_a_flaky_tool_behind_a_breaker_and_a_fallback_never_takes_the_runtime_down() -> None:
     questions = 10_000
     async with us.Runtime(metrics=False) as rt:
         rng = random.Random(7)

@@ -8,9 +8,9 @@ import asyncio
 import anyio
 import msgspec
 import pytest
+from helpers import GUARD, Probe
 
 import understudy as us
-from helpers import GUARD, Probe
 
 pytestmark = pytest.mark.anyio
 
@@ -72,9 +72,7 @@ class PersistentWorker(Worker):
     persistent = True
 
 
-async def test_a_handler_still_running_at_its_deadline_is_cancelled_and_the_actor_goes_on() -> (
-    None
-):
+async def test_a_handler_still_running_at_its_deadline_is_cancelled_and_the_actor_goes_on() -> None:
     probe = Probe()
     async with us.Runtime() as rt:
         ref = await rt.spawn(lambda: Worker(probe), name="w")

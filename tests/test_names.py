@@ -7,9 +7,9 @@ import tracemalloc
 
 import anyio
 import pytest
+from helpers import GUARD
 
 import understudy as us
-from helpers import GUARD
 
 pytestmark = pytest.mark.anyio
 
@@ -76,9 +76,7 @@ def nested() -> us.Supervisor:
     )
 
 
-async def test_a_name_ref_survives_the_restart_of_the_supervisor_an_identity_ref_does_not() -> (
-    None
-):
+async def test_a_name_ref_survives_the_restart_of_the_supervisor_an_identity_ref_does_not() -> None:
     async with us.Runtime() as rt:
         await rt.start(nested())
         by_name = rt.ref("w")
@@ -121,7 +119,9 @@ async def test_ctx_ref_looks_an_actor_up_by_name_from_a_handler() -> None:
         assert (await a.ask(AskPeer("b"), timeout=GUARD)).startswith("pong from b")
 
 
-@pytest.mark.parametrize(("name", "error"), [("", ValueError), (3, TypeError), ("\x00", ValueError)])
+@pytest.mark.parametrize(
+    ("name", "error"), [("", ValueError), (3, TypeError), ("\x00", ValueError)]
+)
 async def test_ctx_ref_refuses_a_bad_name(name: object, error: type[Exception]) -> None:
     seen: list[BaseException] = []
 

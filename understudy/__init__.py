@@ -163,6 +163,6 @@ __all__ = [
 ]
 
 # core (wave 2): errors that are answers
-from understudy.actors import ALWAYS_ANSWERS, ANSWERS  # noqa: E402
-from understudy.errors import HandlerCancelled  # noqa: E402
-from understudy.events import ErrorAnswered  # noqa: E402
+from understudy.actors import ALWAYS_ANSWERS, ANSWERS
+from understudy.errors import HandlerCancelled
+from understudy.events import ErrorAnswered

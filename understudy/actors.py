@@ -29,7 +29,7 @@ import anyio
 import anyio.lowlevel
 import msgspec
 
-from understudy._checks import check_name
+from understudy._checks import check_name, positive
 from understudy.errors import (
     ActorStopped,
     BudgetExceeded,
@@ -129,6 +129,7 @@ def check_answers(answers: object, where: str) -> Answers:
             f"not {answers!r}"
         )
     return answers
+
 
 _current: ContextVar[Cell | Scope | None] = ContextVar("understudy_current_cell", default=None)
 """The cell whose task is running; set once per instance task, so a send made inside a
@@ -639,9 +640,7 @@ class Ref:
         if not isinstance(other, Ref):
             return False
         if self._name is not None or other._name is not None:
-            return (
-                self._name == other._name and self._cell.system is other._cell.system
-            )
+            return self._name == other._name and self._cell.system is other._cell.system
         return other._cell is self._cell
 
     def __hash__(self) -> int:
@@ -693,8 +692,8 @@ class Ref:
 
         Raises what the handler raised, with a note naming the actor: one of the actor's
         *answers* (``Actor.answers``: the actor keeps its state and goes on), or a crash
-        (the actor fails and is handled by its supervisor); :class:`DeadlineExceeded` (a ``TimeoutError``) when
-        ``timeout`` seconds pass first (a reply that arrives later is discarded),
+        (the actor fails and is handled by its supervisor); :class:`DeadlineExceeded` (a
+        ``TimeoutError``) when ``timeout`` seconds pass first (a late reply is discarded),
         :class:`ActorStopped` when the actor is stopped or stops before replying,
         :class:`MailboxFull` under the ``fail`` policy, :class:`CircuitOpen` at once when
         the actor's circuit breaker is open, ``TypeError`` for a message the actor does not
@@ -708,8 +707,9 @@ class Ref:
         whose deadline passes while its handler runs has its handler cancelled. If the
         caller is cancelled while it waits, its request is dropped when it has not started
         and its handler cancelled when it has (dead letter ``cancelled``). Asking the actor
-        whose handler is running (itself) raises ``RuntimeError`` at once. ``retry`` (a :class:`~understudy.Retry`) asks again after the failures it names,
-        within the same deadline.
+        whose handler is running (itself) raises ``RuntimeError`` at once. ``retry`` (a
+        :class:`~understudy.Retry`) asks again after the failures it names, within the same
+        deadline.
         """
         if retry is not None:
             return await retry.ask(self, msg, timeout)
@@ -2185,13 +2185,8 @@ async def start_instance(
     return result
 
 
-def check_positive(value: object, what: str) -> float:
-    """``value`` as a float if it is a positive number; otherwise a clear error."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{what} must be a number, not {value!r}")
-    if not value > 0 or math.isnan(value):
-        raise ValueError(f"{what} must be positive, not {value!r}")
-    return float(value)
+check_positive = positive
+"""``value`` as a float if it is a positive number; otherwise a clear error."""
 
 
 CUT_GRACE = 0.001

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
 import random
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -50,6 +49,7 @@ from typing import Any, Literal, ParamSpec, TypeVar
 import anyio
 import msgspec
 
+from understudy import _checks
 from understudy.errors import CircuitOpen
 from understudy.events import Event
 
@@ -65,19 +65,11 @@ _HALF_OPEN: BreakerState = "half_open"
 
 
 def _count(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"Breaker({what}=) must be an int, not {value!r}")
-    if value < 1:
-        raise ValueError(f"Breaker({what}=) must be at least 1, not {value}")
-    return value
+    return _checks.count(value, f"Breaker({what}=)")
 
 
 def _seconds(value: object, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"Breaker({what}=) must be a number of seconds, not {value!r}")
-    if not value > 0 or math.isinf(value):  # also refuses NaN
-        raise ValueError(f"Breaker({what}=) must be a positive, finite number, not {value!r}")
-    return float(value)
+    return _checks.finite_seconds(value, f"Breaker({what}=)")
 
 
 class BreakerStateChanged(Event, frozen=True, kw_only=True):

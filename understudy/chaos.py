@@ -24,7 +24,6 @@ targets are untouched, so a runtime without chaos pays nothing for this module.
 from __future__ import annotations
 
 import fnmatch
-import math
 import random
 import secrets
 from collections.abc import AsyncIterator, Iterable
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 from prometheus_client.core import CounterMetricFamily
 
+from understudy import _checks
 from understudy.actors import Actor, Cell, Handler, Ref
 from understudy.errors import UnderstudyError, UnknownActor
 from understudy.events import Event
@@ -120,19 +120,11 @@ class _ChaosCollector:
 
 
 def _probability(value: object, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{where}: probability must be a number in [0, 1], not {value!r}")
-    if not 0 <= value <= 1:
-        raise ValueError(f"{where}: probability must be in [0, 1], not {value!r}")
-    return float(value)
+    return _checks.probability(value, f"{where}: probability")
 
 
 def _rate(value: object, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{where} must be a number of events per second, not {value!r}")
-    if not (value >= 0 and math.isfinite(value)):
-        raise ValueError(f"{where} must be a finite number >= 0, not {value!r}")
-    return float(value)
+    return _checks.rate(value, where)
 
 
 class Chaos:

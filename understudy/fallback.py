@@ -120,9 +120,7 @@ class FirstOf:
 
     __slots__ = ("default", "each", "names", "targets")
 
-    def __init__(
-        self, names: tuple[Ref | str, ...], default: Any, each: float | None
-    ) -> None:
+    def __init__(self, names: tuple[Ref | str, ...], default: Any, each: float | None) -> None:
         self.names = names
         self.targets: tuple[Ref, ...] | None = None
         """The refs, once the runtime is known (names resolve to name refs)."""
@@ -131,9 +129,7 @@ class FirstOf:
         else:
             system = next((t._cell.system for t in names if isinstance(t, Ref)), None)
             if system is not None:
-                self.targets = tuple(
-                    t if isinstance(t, Ref) else system.ref(t) for t in names
-                )
+                self.targets = tuple(t if isinstance(t, Ref) else system.ref(t) for t in names)
         self.default = default
         self.each = each
 
@@ -141,8 +137,10 @@ class FirstOf:
         if self.targets is not None:
             return self.targets
         current = _current.get()
-        cell = current if isinstance(current, Cell) else (
-            current.cell if isinstance(current, Scope) else None
+        cell = (
+            current
+            if isinstance(current, Cell)
+            else (current.cell if isinstance(current, Scope) else None)
         )
         if cell is None:
             raise TypeError(
@@ -224,9 +222,7 @@ class FirstOf:
             runtime.events.publish(FallbackTaken(actor=source.name, to=name, error=error))
 
 
-def first_of(
-    *targets: Ref | str, default: Any = _NO_DEFAULT, each: float | None = None
-) -> FirstOf:
+def first_of(*targets: Ref | str, default: Any = _NO_DEFAULT, each: float | None = None) -> FirstOf:
     """A fallback chain over ``targets`` (refs of one runtime, or actor names, asked in
     order); see :mod:`understudy.fallback`. A name is looked up when the chain is asked
     (in the runtime of the refs given, or of the actor asking), so the chain follows it

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from understudy._checks import optional_seconds
 from understudy.actors import SKIPPED, Actor, Cell, Envelope, Handler, check_answers
 from understudy.breaker import STATES, Breaker, BreakerState, BreakerStateChanged, check_breaker
 from understudy.errors import CircuitOpen, HandlerTimeout, IdleTimeout, TimedOut
@@ -43,13 +44,7 @@ if TYPE_CHECKING:
 
 def check_limit(value: object, what: str) -> float | None:
     """A time limit option: None, or a positive finite number of seconds."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{what} must be a number of seconds or None, not {value!r}")
-    if not value > 0 or math.isinf(value):  # also refuses NaN
-        raise ValueError(f"{what} must be a positive, finite number of seconds, not {value!r}")
-    return float(value)
+    return optional_seconds(value, what)
 
 
 def check_options(options: dict[str, Any], where: str) -> None:

@@ -417,9 +417,7 @@ class Runtime:
             if cell is not None:
                 return cell
             if self.closed or self.shutting_down:
-                raise RuntimeClosed(
-                    f"cannot send to actor {name!r}: the runtime is shutting down"
-                )
+                raise RuntimeClosed(f"cannot send to actor {name!r}: the runtime is shutting down")
             left = bound - self.clock()
             if left <= 0:
                 break
@@ -436,8 +434,7 @@ class Runtime:
                 f"no actor named {name!r} was running before the message's deadline", name
             )
         raise UnknownActor(
-            f"no actor named {name!r} is running (waited {self.name_wait:g} s for one to "
-            "start)"
+            f"no actor named {name!r} is running (waited {self.name_wait:g} s for one to start)"
         )
 
     async def stop(self, ref: Ref, *, timeout: float | None = None) -> None:
