@@ -277,3 +277,49 @@ async def test_a_flaky_tool_behind_a_breaker_and_a_fallback_never_takes_the_runt
         assert 0 < fell_back < questions
         assert rt.tree()[0].children[0].restarts == 0  # failures were answers
         assert rt.tree()[0].state == "running"  # the root never gave up
+
+
+class Deposited(msgspec.Struct):
+    amount: int
+
+
+class OpThenRefuse(us.Request[int], frozen=True):
+    amount: int
+
+
+class Ledger(us.EventSourced):
+    events = (Deposited,)
+    snapshot_every = 2
+
+    class State(msgspec.Struct):
+        balance: int = 0
+
+    state: State
+
+    def apply(self, event: Deposited) -> None:
+        self.state.balance += event.amount
+
+    async def deposit(self, msg: Deposit) -> None:
+        await self.ctx.persist(Deposited(msg.amount))
+
+    async def op_then_refuse(self, msg: OpThenRefuse) -> int:
+        await self.ctx.persist(Deposited(msg.amount))
+        raise ValueError("refused after persisting")
+
+    async def balance(self, msg: GetBalance) -> int:
+        return self.state.balance
+
+
+async def test_an_event_sourced_actor_drops_the_events_of_an_answered_message(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    async with us.Runtime(store=tmp_path / "l.db") as rt:
+        ledger = await rt.spawn(Ledger, name="ledger")
+        for amount in (1, 2, 3):
+            await ledger.tell(Deposit(amount))
+        with pytest.raises(ValueError, match="refused after persisting"):
+            await ledger.ask(OpThenRefuse(100), timeout=GUARD)
+        assert await ledger.ask(GetBalance(), timeout=GUARD) == 6
+        await ledger.tell(Deposit(4))
+        assert await ledger.ask(GetBalance(), timeout=GUARD) == 10
+    async with us.Runtime(store=tmp_path / "l.db") as rt:
+        ledger = await rt.spawn(Ledger, name="ledger")
+        assert await ledger.ask(GetBalance(), timeout=GUARD) == 10
