@@ -156,3 +156,25 @@ __all__ = [
     "decode",
     "run",
 ]
+
+# supervision administration (wave 2)
+from understudy.actors import Ignore, IgnoreType
+from understudy.errors import (
+    ChildExists,
+    ChildNotFound,
+    ChildRunning,
+    ChildStartFailed,
+    StartIgnored,
+    SupervisorError,
+)
+
+__all__ += [
+    "ChildExists",
+    "ChildNotFound",
+    "ChildRunning",
+    "ChildStartFailed",
+    "Ignore",
+    "IgnoreType",
+    "StartIgnored",
+    "SupervisorError",
+]
