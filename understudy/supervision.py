@@ -791,10 +791,11 @@ class SupervisorActor(Actor):
                 continue
             if failure is not None:
                 # OTP's try_again_restart: the failed attempt is decided again through the
-                # mailbox, counting toward the intensity, so the supervisor keeps answering
-                # between attempts and the intensity ends a loop (no recursion).
+                # mailbox, counting toward the intensity, so the intensity ends a loop (no
+                # recursion). Through the ordinary lane, in turn with administration calls,
+                # so the supervisor keeps answering between attempts.
                 retry = record.retry = _TryAgain(record.key, failure)
-                self.ctx.schedule_system(0, retry)
+                self.ctx.schedule(0, retry)
                 return
             assert cell is not None
             count_restart(cell, reason)  # cell.restarts += 1, and the metric by reason
@@ -982,7 +983,7 @@ class SupervisorActor(Actor):
                     "under 'never')"
                 )
         if name is not None and (name in self.records or name in self.aliases):
-            running = self._find(name).state != "stopped"
+            running = self._find(name).state == "running"  # else OTP's already_present
             raise ChildExists(
                 f"supervisor {me.label!r} already has a child named {name!r} "
                 + ("(running)" if running else "(stopped: restart_child or delete_child it)"),
