@@ -599,7 +599,7 @@ async def test_child_specs() -> None:
     refused with a reason (here: at construction, or by start_child for what is no spec);
     simple_one_for_one needs exactly one child; significant needs auto_shutdown."""
     s = Script()
-    with pytest.raises(TypeError, match="not an understudy.Actor subclass"):
+    with pytest.raises(TypeError, match=r"not an understudy\.Actor subclass"):
         us.Child(int)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="restart must be one of"):
         us.Child(P, restart="prmanent")  # type: ignore[arg-type]
