@@ -12,6 +12,7 @@ BENCHMARKS: list[Benchmark] = [
     spawn.BENCHMARK,
     supervision.RESTART,
     supervision.SUPERVISED_TELL,
+    supervision.TERMINATE,
     resilience.TELL,
     resilience.ASK,
     resilience.REFUSAL,

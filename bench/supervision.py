@@ -122,3 +122,59 @@ SUPERVISED_TELL = Benchmark(
     sizes={"messages": 200_000},
     quick_sizes={"messages": 2_000},
 )
+
+
+# ---------------------------------------------------------------------- terminate_child
+
+
+class Idle(us.Actor):
+    pass
+
+
+async def terminate_in_reverse(children: int, sample: int) -> tuple[float, float]:
+    """Start ``children`` under one supervisor, terminate them one by one newest first;
+    the mean seconds per call of the first and of the last ``sample`` calls."""
+    async with us.Runtime() as rt:
+        sup = await rt.start(us.Supervisor(strategy=us.OneForOne()))
+        names = [f"w{i}" for i in range(children)]
+        for name in names:
+            await sup.start_child(spec=us.Child(Idle, name=name, restart="temporary"))
+        times = []
+        for name in reversed(names):
+            start = time.perf_counter()
+            await sup.terminate_child(name)
+            times.append(time.perf_counter() - start)
+        counts = await sup.count_children()
+    check((counts.specs, counts.active), (0, 0), "children left")
+    return statistics.mean(times[:sample]), statistics.mean(times[-sample:])
+
+
+async def terminate_last(children: int, sample: int) -> Sample:
+    return {"per_call": (await terminate_in_reverse(children, sample))[1] * 1e6}
+
+
+async def terminate_first(children: int, sample: int) -> Sample:
+    return {"per_call": (await terminate_in_reverse(children, sample))[0] * 1e6}
+
+
+TERMINATE = Benchmark(
+    name="terminate-child",
+    title=(
+        "terminate_child of 10,000 children newest first: time per call of the last calls "
+        "vs the first calls (baseline), each side its own run"
+    ),
+    metrics=(
+        Metric(
+            "per_call",
+            "time per terminate_child call, target at most 2 times the first",
+            "µs",
+            higher_is_better=False,
+            target=2.0,
+            fmt="{:,.1f}",
+        ),
+    ),
+    ours=terminate_last,
+    baseline=terminate_first,
+    sizes={"children": 10_000, "sample": 1_000},
+    quick_sizes={"children": 200, "sample": 20},
+)

@@ -163,6 +163,26 @@ __all__ = [
 ]
 
 # core (wave 2): errors that are answers
-from understudy.actors import ALWAYS_ANSWERS, ANSWERS
-from understudy.errors import HandlerCancelled
+# supervision administration (wave 2)
+from understudy.actors import ALWAYS_ANSWERS, ANSWERS, Ignore, IgnoreType
+from understudy.errors import (
+    ChildExists,
+    ChildNotFound,
+    ChildRunning,
+    ChildStartFailed,
+    HandlerCancelled,
+    StartIgnored,
+    SupervisorError,
+)
 from understudy.events import ErrorAnswered
+
+__all__ += [
+    "ChildExists",
+    "ChildNotFound",
+    "ChildRunning",
+    "ChildStartFailed",
+    "Ignore",
+    "IgnoreType",
+    "StartIgnored",
+    "SupervisorError",
+]

@@ -23,7 +23,7 @@ import types
 import typing
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, Protocol, TypeVar, Union
 
 import anyio
 import anyio.lowlevel
@@ -41,6 +41,7 @@ from understudy.errors import (
     MailboxFull,
     QueueTimeout,
     RuntimeClosed,
+    StartIgnored,
     UnderstudyError,
     UnknownActor,
 )
@@ -130,6 +131,25 @@ def check_answers(answers: object, where: str) -> Answers:
         )
     return answers
 
+
+# supervision (wave 2): OTP's `ignore` start result and `brutal_kill` shutdown.
+class IgnoreType:
+    """The type of :data:`Ignore` (a single value)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "us.Ignore"
+
+
+Ignore: Final = IgnoreType()
+"""Returned by ``on_start`` to decline to start (OTP's ``ignore``): no actor runs. Under a
+supervisor the child's spec is kept, not running (a temporary child's is dropped); from
+``rt.spawn`` it raises :class:`StartIgnored`."""
+
+BRUTAL_KILL = -1.0
+"""The grace of ``shutdown="brutal_kill"``: killed at once, no stop request, no ``on_stop``
+(a negative number, so that ``shutdown=0``, "stop at once or be killed", stays distinct)."""
 
 _current: ContextVar[Cell | Scope | None] = ContextVar("understudy_current_cell", default=None)
 """The cell whose task is running; set once per instance task, so a send made inside a
@@ -547,11 +567,13 @@ class Actor:
         cls._handlers = _build_handlers(cls, {**caller.f_globals, **caller.f_locals})
         cls._declared = frozenset(cls._handlers)
 
-    async def on_start(self) -> None:
+    async def on_start(self) -> IgnoreType | None:
         """Called before the instance handles its first message (after every restart too).
 
         Raising here fails the start: ``spawn`` raises the exception to its caller.
+        Returning :data:`Ignore` declines to start (see there).
         """
+        return None
 
     async def on_stop(self) -> None:
         """Called when the instance stops gracefully or fails (not when it is killed), after
@@ -1439,12 +1461,17 @@ class Cell:
                         await self.persistence.restore(instance)
                     if restarted_after is not None:
                         await instance.on_restart(restarted_after)
-                    await instance.on_start()
+                    declined = await instance.on_start() is Ignore
                 except Exception as exc:
                     exc.add_note(f"raised while starting actor {self.label!r}")
                     self.release_instance()
                     started = True
                     task_status.started(exc)
+                    return
+                if declined:  # supervision (wave 2): the starter sees StartIgnored
+                    self.release_instance()
+                    started = True
+                    task_status.started(StartIgnored(f"actor {self.label!r} returned us.Ignore"))
                     return
                 started = True
                 task_status.started(None)
@@ -1462,7 +1489,10 @@ class Cell:
                 else:
                     reason, error = await self.persistence.serve(self, instance)
                 self.stopping = True
-                await self.stop_children()
+                # supervision (wave 2): a supervisor stops its children by its own rules
+                # (a SimpleOneForOne supervisor stops them concurrently).
+                own_stop = getattr(instance, "_stop_children", None)
+                await (own_stop() if own_stop is not None else self.stop_children())
                 try:
                     await instance.on_stop()
                 except Exception as exc:
@@ -1476,6 +1506,10 @@ class Cell:
                             exc_info=exc,
                             extra={"actor": self.label, "correlation_id": None},
                         )
+            if scope.cancelled_caught:
+                # supervision (wave 2): killed where it stood, on_stop included (its
+                # shutdown time ran out): the reason is `killed`, whatever was asked.
+                reason = "killed"
             if reason == "killed":
                 error = Killed(f"actor {self.label!r} was killed")
         finally:
@@ -1770,8 +1804,8 @@ class Cell:
         self, instance: Actor, item: tuple[Any, ...]
     ) -> tuple[ExitReason, BaseException | None] | None:
         kind = item[0]
-        if kind == "stop":
-            return item[1], None
+        if kind == "stop":  # ("stop", reason[, error]): supervision passes an error
+            return item[1], item[2] if len(item) > 2 else None
         if kind == PERSISTENCE_FAILED:  # (kind, error, generation): a write of an instance failed
             persistence = self.persistence
             if persistence is not None and item[2] == persistence.generation:
@@ -1931,6 +1965,13 @@ class Cell:
         ``timeout``; its supervisor is expected to start the next one."""
         if self.instance is None:
             return
+        if timeout < 0:  # supervision (wave 2): brutal_kill, no stop request
+            done = self.instance_done
+            if done is None:
+                done = self.instance_done = anyio.Event()
+            self.kill()
+            await done.wait()
+            return
         request = ("stop", "shutdown")
         self.mailbox.put_system(request)
         done = self.instance_done
@@ -1947,6 +1988,10 @@ class Cell:
     async def stop(self, reason: ExitReason = "shutdown", timeout: float | None = None) -> None:
         """Ask the identity to stop after its current message; kill it after ``timeout``."""
         if self.terminated:
+            return
+        if timeout is not None and timeout < 0 and self.instance is not None:
+            self.kill()  # supervision (wave 2): brutal_kill, no stop request
+            await self.wait_terminated()
             return
         self.mailbox.put_system(("stop", reason))
         if self.instance is None and self.scope is None:
@@ -2058,18 +2103,19 @@ async def redeliver(ref: Ref, envelope: Envelope) -> None:
 
 
 def check_shutdown(shutdown: object, where: str = "spawn") -> float:
-    """Seconds of grace from a ``shutdown`` option: a positive number, ``"infinity"``, or
-    ``"brutal_kill"`` (0: cancelled at once, ``on_stop`` does not run)."""
+    """Seconds of grace from a ``shutdown`` option: a number >= 0 (0: killed unless it stops
+    at once), ``"infinity"``, or ``"brutal_kill"`` (:data:`BRUTAL_KILL`: cancelled at once,
+    ``on_stop`` does not run)."""
     if shutdown == "brutal_kill":
-        return 0.0
+        return BRUTAL_KILL
     if shutdown == "infinity":
         return math.inf
     if isinstance(shutdown, bool) or not isinstance(shutdown, (int, float)):
         raise TypeError(
             f"{where}: shutdown must be seconds, 'infinity' or 'brutal_kill', not {shutdown!r}"
         )
-    if not shutdown > 0:
-        raise ValueError(f"{where}: shutdown must be positive, not {shutdown!r}")
+    if not shutdown >= 0:  # supervision (wave 2): 0 is a valid timeout (OTP)
+        raise ValueError(f"{where}: shutdown must be >= 0 seconds, not {shutdown!r}")
     return float(shutdown)
 
 
@@ -2206,6 +2252,9 @@ __all__ = [
     "BATCH",
     "TIMEOUT_REASONS",
     "DEFAULT_SHUTDOWN",
+    "BRUTAL_KILL",
+    "Ignore",
+    "IgnoreType",
     "Actor",
     "ActorSystem",
     "Cell",

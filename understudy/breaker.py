@@ -254,6 +254,17 @@ class Breaker:
         twin._listener = listener
         return twin
 
+    def carry_over(self, previous: Breaker) -> None:
+        """Take the state of ``previous``, the breaker of the same child under an earlier
+        instance of its supervisor (supervision, wave 2: an open breaker survives its
+        supervisor's restart). Counters stay this breaker's; trial slots start free."""
+        self._state = previous._state
+        self._failures = previous._failures
+        self._successes = previous._successes
+        self._trials = 0
+        self._open_until = previous._open_until
+        self._reset = previous._reset
+
     def __repr__(self) -> str:
         return (
             f"Breaker(failures={self.failures}, reset_after={self.reset_after}, "

@@ -61,16 +61,20 @@ class Killed(UnderstudyError):
 
 class RestartIntensityExceeded(UnderstudyError):
     """A supervisor saw more than ``max_restarts`` restarts within ``within`` seconds, stopped
-    its children and failed (OTP's restart intensity). Its own supervisor handles that as a
-    child failure; at the root, ``rt.wait()`` returns it and leaving the runtime raises it.
+    its children and exited with reason ``shutdown`` (OTP's restart intensity); its own
+    supervisor decides by its restart type. At the root, ``rt.wait()`` returns it and leaving
+    the runtime raises it.
     ``__cause__`` is the last child failure."""
 
     def __init__(
         self, supervisor: str, max_restarts: int, within: float, last_error: BaseException | None
     ) -> None:
+        # The last failure is chained, not copied into the text: nested supervisors giving
+        # up one after another must not grow the message at each level.
+        last = "" if last_error is None else f" (last: {type(last_error).__name__}; see __cause__)"
         super().__init__(
             f"supervisor {supervisor!r} gave up: more than {max_restarts} restarts within "
-            f"{within} s (last: {last_error!r})"
+            f"{within} s{last}"
         )
         self.supervisor = supervisor
         self.max_restarts = max_restarts
@@ -284,3 +288,61 @@ class HandlerCancelled(UnderstudyError):
     awaited a task it had cancelled, and let the ``CancelledError`` escape), not from the
     runtime. The message fails with this error (its asker gets it; a ``tell`` is a dead
     letter with reason ``error``); the actor goes on with its next message."""
+
+
+# --------------------------------------------------- supervision administration (wave 2)
+# Raised in the caller of a SupervisorRef call (OTP's `{error, Reason}` replies); the
+# supervisor, its children and its restart intensity are untouched.
+
+
+class SupervisorError(UnderstudyError):
+    """An administration call on a supervisor was refused; ``supervisor`` and ``child`` name
+    them. The supervisor carries on untouched."""
+
+    def __init__(self, message: str, supervisor: str, child: str | None) -> None:
+        super().__init__(message)
+        self.supervisor = supervisor
+        self.child = child
+
+
+class ChildNotFound(SupervisorError, UnknownActor):
+    """The supervisor has no child (running or stopped) of that name (OTP: ``not_found``)."""
+
+
+class ChildRunning(SupervisorError):
+    """``restart_child``/``delete_child`` of a child that is running, or being restarted
+    (``state``: ``"running"``, ``"restarting"`` or ``"backing_off"``; OTP: ``running``,
+    ``restarting``)."""
+
+    def __init__(self, message: str, supervisor: str, child: str, state: str) -> None:
+        super().__init__(message, supervisor, child)
+        self.state = state
+
+
+class ChildExists(SupervisorError, NameTaken):
+    """``start_child`` of a spec whose name the supervisor already has (``running``: its
+    child runs, OTP ``already_started``; else its spec is kept stopped, ``already_present``)."""
+
+    def __init__(self, message: str, supervisor: str, child: str, running: bool) -> None:
+        super().__init__(message, supervisor, child)
+        self.running = running
+
+
+class ChildStartFailed(SupervisorError):
+    """``start_child``/``restart_child``: the child's start raised; ``__cause__`` is what it
+    raised. Nothing of the failed start is left."""
+
+
+class StartIgnored(UnderstudyError):
+    """``rt.spawn``: the actor's ``on_start`` returned ``us.Ignore`` (it declined to run), so
+    no actor exists. Under a supervisor this is not an error (OTP's ``ignore``)."""
+
+
+__all__ += [
+    "ChildExists",
+    "ChildNotFound",
+    "ChildRunning",
+    "ChildStartFailed",
+    "StartIgnored",
+    "SupervisorError",
+]

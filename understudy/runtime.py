@@ -16,6 +16,7 @@ queued become dead letters with reason ``shutdown``. No task is left running aft
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import os
@@ -47,7 +48,14 @@ from understudy.actors import (
 from understudy.breaker import Breaker, BreakerInfo
 from understudy.budgets import BudgetScope
 from understudy.deadlines import Watchdog
-from understudy.errors import DeadlineExceeded, NameTaken, RuntimeClosed, UnknownActor
+from understudy.errors import (
+    ActorStopped,
+    DeadlineExceeded,
+    NameTaken,
+    RestartIntensityExceeded,
+    RuntimeClosed,
+    UnknownActor,
+)
 from understudy.events import DeadLetters, EventStream
 from understudy.mailbox import DEFAULT_CAPACITY, Overflow, check_capacity
 from understudy.messages import ExitReason
@@ -381,7 +389,10 @@ class Runtime:
 
     def _root_ended(self, cell: Cell, reason: ExitReason, error: BaseException | None) -> None:
         self._roots.discard(cell.id)
-        if reason in ("failed", "killed") and self._fatal is None:
+        # A root that gave up exits with reason `shutdown` (OTP) carrying its
+        # RestartIntensityExceeded: for the runtime that is fatal all the same.
+        fatal = reason in ("failed", "killed") or isinstance(error, RestartIntensityExceeded)
+        if fatal and self._fatal is None:
             self._fatal = error
             if not self._waiters and self._host_scope is not None:
                 self._host_scope.cancel()
@@ -458,10 +469,24 @@ class Runtime:
         supervisor = cell.supervisor
         if isinstance(supervisor, SupervisorActor) and not cell.terminated:
             # A supervised child stopped from outside is terminated through its supervisor,
-            # which would otherwise restart it.
-            await supervisor.ctx.self_ref.ask(_TerminateChild(cell.label))
-            return
+            # which would otherwise restart it (its spec is kept, as by terminate_child).
+            # Naming the identity makes a second, concurrent stop a no-op.
+            with contextlib.suppress(ActorStopped):
+                await supervisor.ctx.self_ref.ask(_TerminateChild(cell.label, cell))
+            if cell.terminated:
+                return
         await cell.stop("shutdown", cell.shutdown if timeout is None else timeout)
+
+    def supervisor(self, name: str) -> SupervisorRef:
+        """The :class:`SupervisorRef` of the live supervisor called ``name`` (a root or a
+        nested one), to administer it like the root. Raises :class:`UnknownActor` for no
+        such actor, ``TypeError`` if that actor is not a supervisor."""
+        ref = self.ref(name)
+        if ref._cell.actor_class is not SupervisorActor:
+            raise TypeError(
+                f"actor {name!r} is a {ref._cell.actor_class.__qualname__}, not a supervisor"
+            )
+        return SupervisorRef(ref._cell)
 
     def breaker(self, name: str) -> BreakerInfo:
         """A snapshot of the circuit breaker of the live actor called ``name``: its state and
