@@ -481,12 +481,17 @@ class Runtime:
         """The :class:`SupervisorRef` of the live supervisor called ``name`` (a root or a
         nested one), to administer it like the root. Raises :class:`UnknownActor` for no
         such actor, ``TypeError`` if that actor is not a supervisor."""
-        ref = self.ref(name)
-        if ref._cell.actor_class is not SupervisorActor:
+        if self.closed:
+            raise RuntimeClosed(f"rt.supervisor({name!r}): the runtime is not running")
+        check_name(name, "rt.supervisor")
+        cell = self.holder(name)
+        if cell is None:
+            raise UnknownActor(f"rt.supervisor({name!r}): no live actor has that name")
+        if cell.actor_class is not SupervisorActor:
             raise TypeError(
-                f"actor {name!r} is a {ref._cell.actor_class.__qualname__}, not a supervisor"
+                f"actor {name!r} is a {cell.actor_class.__qualname__}, not a supervisor"
             )
-        return SupervisorRef(ref._cell)
+        return SupervisorRef(cell)
 
     def breaker(self, name: str) -> BreakerInfo:
         """A snapshot of the circuit breaker of the live actor called ``name``: its state and
