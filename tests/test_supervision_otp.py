@@ -10,6 +10,7 @@ OTP lists ``which_children`` newest first, understudy in start order; a child id
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import random
 import time
@@ -66,12 +67,16 @@ class Script:
         return self.journal.count(("stop", name))
 
 
+_INSTANCES = itertools.count()
+
+
 class P(us.Actor):
     """A probe: journals its lifecycle; ``args`` may ask it to fail or ignore its start."""
 
     def __init__(self, script: Script, *args: Any) -> None:
         self.script = script
         self.args = args
+        self.instance = next(_INSTANCES)  # id(self) can be reused by the next instance
 
     async def on_start(self) -> us.IgnoreType | None:
         script, name = self.script, self.ctx.name
@@ -103,7 +108,7 @@ class P(us.Actor):
         await anyio.sleep(msg.seconds)
 
     async def ping(self, msg: Ping) -> int:
-        return id(self)
+        return self.instance
 
     async def get_args(self, msg: Args) -> tuple[Any, ...]:
         return self.args
