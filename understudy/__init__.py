@@ -71,9 +71,55 @@ from understudy.supervision import (
     SupervisorRef,
 )
 
+# -- agents (wave 2): agents and tools as actors ------------------------------------------
+from understudy.agents import (  # noqa: E402
+    NOT_RUN,
+    Agent,
+    AgentEvent,
+    AgentTool,
+    Answer,
+    Prompt,
+    Resolve,
+    TextDelta,
+    Tool,
+    ToolFinished,
+    ToolStarted,
+)
+from understudy.errors import (  # noqa: E402
+    AgentError,
+    DeploymentChanged,
+    EffectInDoubt,
+    MaxTurnsExceeded,
+    OutputInvalid,
+    OutputTruncated,
+    Refused,
+    ToolErrorLimit,
+)
+
 __version__ = "0.1.0"
 
 __all__ = [
+    # agents (wave 2)
+    "NOT_RUN",
+    "Agent",
+    "AgentError",
+    "AgentEvent",
+    "AgentTool",
+    "Answer",
+    "DeploymentChanged",
+    "EffectInDoubt",
+    "MaxTurnsExceeded",
+    "OutputInvalid",
+    "OutputTruncated",
+    "Prompt",
+    "Refused",
+    "Resolve",
+    "TextDelta",
+    "Tool",
+    "ToolErrorLimit",
+    "ToolFinished",
+    "ToolStarted",
+    # wave 1
     "Chaos",
     "Fault",
     "FaultInjected",
