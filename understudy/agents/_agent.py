@@ -71,7 +71,7 @@ from understudy.errors import (
     ToolErrorLimit,
     UnknownActor,
 )
-from understudy.messages import Message, Request
+from understudy.messages import Message, Request, Terminated
 
 if TYPE_CHECKING:
     from anthropic.types import Message as ApiMessage
@@ -261,6 +261,24 @@ def _check_class(cls: type[Agent]) -> None:
         )
 
 
+MAX_CONVERSATION_ID = 256
+"""The longest conversation id (an agent actor's name), in characters."""
+
+
+def _check_conversation(ctx: Context, where: str) -> None:
+    name = ctx._cell.name  # None for an unnamed actor (its label is generated)
+    if name is None:
+        raise ValueError(
+            f"{where}: an agent must be named for its conversation (spawn it with name=..., "
+            "or as an entity keyed by the conversation id); an unnamed one could not resume"
+        )
+    if len(name) > MAX_CONVERSATION_ID or not name.isprintable():
+        raise ValueError(
+            f"{where}: conversation id {name[:40]!r}... is not a valid key: at most "
+            f"{MAX_CONVERSATION_ID} printable characters"
+        )
+
+
 class Agent(Actor):
     """Base class of agents; one instance (actor) per conversation, named for it.
 
@@ -325,6 +343,7 @@ class Agent(Actor):
         where = f"agent {cls.__qualname__} (conversation {self.ctx.name!r})"
         if cls.model is None:
             raise ValueError(f"{where} has no model: set model = us.llm.Model(...)")
+        _check_conversation(self.ctx, where)
         rt = _runtime(self.ctx)
         if rt.store is None:
             raise ValueError(
@@ -419,6 +438,10 @@ class Agent(Actor):
         for entry in entries:
             conv.apply(entry)
         return await self._loop(msg.on_event)
+
+    async def child_ended(self, msg: Terminated) -> None:
+        """A handoff's conversation (a child) stopped: nothing to do; its next call
+        restarts it from its log. Handled so that a callee's failure is not the caller's."""
 
     async def resolve(self, msg: Resolve) -> None:
         """Record a human's outcome for a call in doubt (see :class:`Resolve`)."""

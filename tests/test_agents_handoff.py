@@ -1,0 +1,94 @@
+"""Agents as tools of agents: a chain three deep with nested budgets that add up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+
+import understudy as us
+from understudy.agents._log import ToolDone, decode_entries
+from tests.agents_fake import SDKModel, Script, text, tools, use
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_three_deep_chain_with_nested_budgets_adding_up(tmp_path: Path) -> None:
+    s_expert = Script(text("The answer is 42."))
+    s_special = Script(tools(use("expert", {"task": "compute it"}, id="e1")),
+                       text("Expert says 42."))
+    s_triage = Script(tools(use("specialist", {"task": "ask the expert"}, id="h1")),
+                      text("It is 42."))
+
+    class Expert(us.Agent):
+        """Knows the answer."""
+
+        model = SDKModel(s_expert.client())
+
+    class Specialist(us.Agent):
+        """Handles hard questions."""
+
+        model = SDKModel(s_special.client())
+        tools = (us.AgentTool("expert", Expert, tokens=2_000),)
+
+    class Triage(us.Agent):
+        model = SDKModel(s_triage.client())
+        tools = (us.AgentTool("specialist", Specialist, tokens=5_000),)
+
+    async with us.Runtime(store=tmp_path / "a.db") as rt:
+        conv = await rt.spawn(Triage, name="t1")
+        async with rt.budget(name="request", tokens=20_000) as budget:
+            answer = await conv.ask(us.Prompt("What is it?"))
+        assert rt.store is not None
+        rows = await rt.store.journal("t1")
+        child_rows = await rt.store.journal("t1/h1")
+    assert answer.text == "It is 42."
+    calls = len(s_expert.requests) + len(s_special.requests) + len(s_triage.requests)
+    assert calls == 5
+    assert budget.spent.tokens == 15 * calls  # every call charged once, to the nesting
+    assert budget.reserved.tokens == 0
+    # the usage of the whole chain is attributed: the triage answer includes its callees'
+    assert answer.usage.total == 15 * calls
+    (handoff,) = [e for _, e in decode_entries(rows) if isinstance(e, ToolDone)]
+    assert handoff.agent == "test_three_deep_chain_with_nested_budgets_adding_up.<locals>."\
+        "Specialist"
+    assert handoff.conversation == "t1/h1"
+    assert handoff.usage.total == 15 * 3
+    (deeper,) = [e for _, e in decode_entries(child_rows) if isinstance(e, ToolDone)]
+    assert deeper.conversation == "t1/h1/e1" and deeper.usage.total == 15
+    # the specialist's tool schema is the task
+    tool = s_triage.requests[0]["tools"][0]
+    assert tool["name"] == "specialist" and tool["description"] == "Handles hard questions."
+    assert tool["input_schema"]["properties"] == {"task": {"type": "string"}}
+
+
+async def test_a_callee_over_its_nested_budget_is_an_error_for_the_caller(
+    tmp_path: Path,
+) -> None:
+    s_callee = Script(default=text("too long"))
+    s_caller = Script(tools(use("helper", {"task": "x"}, id="h")), text("Helper failed; sorry."))
+
+    class Helper(us.Agent):
+        """Helps."""
+
+        model = SDKModel(s_callee.client())
+        max_tokens = 500
+
+    class Caller(us.Agent):
+        model = SDKModel(s_caller.client())
+        tools = (us.AgentTool("helper", Helper, tokens=100),)
+
+    async with us.Runtime(store=tmp_path / "a.db") as rt:
+        conv = await rt.spawn(Caller, name="c")
+        async with rt.budget(tokens=10_000) as budget:
+            answer = await conv.ask(us.Prompt("go"))
+    assert answer.text == "Helper failed; sorry."
+    assert s_callee.requests == []  # the callee's call did not fit its budget: never sent
+    result = s_caller.requests[1]["messages"][-1]["content"][0]
+    assert result["is_error"] and "could not finish" in result["content"]
+    assert "budget 'c/h' cannot cover" in result["content"]
+    assert budget.spent.tokens == 30
+
+
+_ = msgspec
