@@ -55,8 +55,7 @@ def text(t: str, stop: str = "end_turn", **usage: int) -> Body:
 
 
 def use(name: str, input: Body, id: str | None = None) -> Body:
-    return {"type": "tool_use", "id": id or f"toolu_{next(_ids):06d}", "name": name,
-            "input": input}
+    return {"type": "tool_use", "id": id or f"toolu_{next(_ids):06d}", "name": name, "input": input}
 
 
 def tools(*uses: Body, say: str = "") -> Body:
@@ -85,8 +84,10 @@ class Script:
         else:
             return httpx2.Response(
                 500,
-                json={"type": "error", "error": {"type": "api_error",
-                                                 "message": "script exhausted"}},
+                json={
+                    "type": "error",
+                    "error": {"type": "api_error", "message": "script exhausted"},
+                },
             )
         status = 200
         if isinstance(reply, tuple):
@@ -110,8 +111,9 @@ class SDKModel:
     reserved as ``max_tokens`` + a character-count estimate of the input.
     """
 
-    def __init__(self, client: anthropic.AsyncAnthropic, name: str = "claude-fake",
-                 price: float = 0.0) -> None:
+    def __init__(
+        self, client: anthropic.AsyncAnthropic, name: str = "claude-fake", price: float = 0.0
+    ) -> None:
         self.client = client
         self.name = name
         self.price = price

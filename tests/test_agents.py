@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 import msgspec
 import pytest
 
 import understudy as us
-from tests.agents_fake import SDKModel, Script, message, text, tools, use
+from tests.agents_fake import Script, SDKModel, message, text, tools, use
 
 pytestmark = pytest.mark.anyio
 
@@ -31,7 +31,7 @@ class Convert(us.Request[float], frozen=True):
 
 class Weather(us.Tool):
     read_only = True
-    calls: list[str] = []
+    calls: ClassVar[list[str]] = []
     running = 0
     peak = 0
 
@@ -143,8 +143,10 @@ async def test_validation_error_goes_back_and_the_model_corrects_it(tmp_path: Pa
 
 async def test_unknown_tool_and_failing_tool_are_errors_the_model_reads(tmp_path: Path) -> None:
     script = Script(
-        tools(use("teleport", {"to": "Mars"}, id="u"), use("convert", {"amount": 1, "to": "XXX"},
-                                                            id="f")),
+        tools(
+            use("teleport", {"to": "Mars"}, id="u"),
+            use("convert", {"amount": 1, "to": "XXX"}, id="f"),
+        ),
         text("I cannot do that."),
     )
     async with us.Runtime(store=tmp_path / "a.db") as rt:
@@ -200,9 +202,13 @@ async def test_refusal_is_a_typed_outcome(tmp_path: Path) -> None:
 async def test_max_tokens_mid_tool_use_is_typed_and_the_history_stays_valid(
     tmp_path: Path,
 ) -> None:
-    cut = message([{"type": "text", "text": "Let me"},
-                   {"type": "tool_use", "id": "cut", "name": "get_weather", "input": {}}],
-                  "max_tokens")
+    cut = message(
+        [
+            {"type": "text", "text": "Let me"},
+            {"type": "tool_use", "id": "cut", "name": "get_weather", "input": {}},
+        ],
+        "max_tokens",
+    )
     script = Script(cut, text("ok"))
     async with us.Runtime(store=tmp_path / "a.db") as rt:
         await start(rt)

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 import understudy as us
-from tests.agents_fake import SDKModel, Script, text
+from tests.agents_fake import Script, SDKModel, text
 from understudy.agents import tool_specs
 
 pytestmark = pytest.mark.anyio
@@ -145,7 +145,7 @@ async def test_two_actors_offering_one_tool_name_are_refused_at_start(tmp_path: 
     async with us.Runtime(store=tmp_path / "a.db") as rt:
         await rt.spawn(Pinger, name="p1")
         await rt.spawn(Pinger, name="p2")
-        with pytest.raises(ValueError, match="two tools are named 'ping' .*p1 and p2"):
+        with pytest.raises(ValueError, match=r"two tools are named 'ping' .*p1 and p2"):
             await rt.spawn(_agent(tools=("p1", "p2")), name="c")
 
 

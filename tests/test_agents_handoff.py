@@ -8,18 +8,20 @@ import msgspec
 import pytest
 
 import understudy as us
+from tests.agents_fake import Script, SDKModel, text, tools, use
 from understudy.agents._log import ToolDone, decode_entries
-from tests.agents_fake import SDKModel, Script, text, tools, use
 
 pytestmark = pytest.mark.anyio
 
 
 async def test_three_deep_chain_with_nested_budgets_adding_up(tmp_path: Path) -> None:
     s_expert = Script(text("The answer is 42."))
-    s_special = Script(tools(use("expert", {"task": "compute it"}, id="e1")),
-                       text("Expert says 42."))
-    s_triage = Script(tools(use("specialist", {"task": "ask the expert"}, id="h1")),
-                      text("It is 42."))
+    s_special = Script(
+        tools(use("expert", {"task": "compute it"}, id="e1")), text("Expert says 42.")
+    )
+    s_triage = Script(
+        tools(use("specialist", {"task": "ask the expert"}, id="h1")), text("It is 42.")
+    )
 
     class Expert(us.Agent):
         """Knows the answer."""
@@ -51,8 +53,9 @@ async def test_three_deep_chain_with_nested_budgets_adding_up(tmp_path: Path) ->
     # the usage of the whole chain is attributed: the triage answer includes its callees'
     assert answer.usage.total == 15 * calls
     (handoff,) = [e for _, e in decode_entries(rows) if isinstance(e, ToolDone)]
-    assert handoff.agent == "test_three_deep_chain_with_nested_budgets_adding_up.<locals>."\
-        "Specialist"
+    assert (
+        handoff.agent == "test_three_deep_chain_with_nested_budgets_adding_up.<locals>.Specialist"
+    )
     assert handoff.conversation == "t1/h1"
     assert handoff.usage.total == 15 * 3
     (deeper,) = [e for _, e in decode_entries(child_rows) if isinstance(e, ToolDone)]

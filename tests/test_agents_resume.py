@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import anyio
 import pytest
 
 import understudy as us
-from tests.agents_fake import SDKModel, Script, text, tools, use
+from tests.agents_fake import Script, SDKModel, text, tools, use
 
 pytestmark = pytest.mark.anyio
 
@@ -280,5 +281,5 @@ async def test_the_log_grows_by_delta(tmp_path: Path) -> None:
             await conv.ask(us.Prompt(f"question {i}"))
             assert rt.store is not None
             sizes.append(rt.store.stats.bytes_written)
-    steps = [b - a for a, b in zip(sizes, sizes[1:])]
+    steps = [b - a for a, b in itertools.pairwise(sizes)]
     assert max(steps) - min(steps) < 16  # each prompt adds the same bytes, however long

@@ -326,9 +326,7 @@ class OutputInvalid(AgentError):
     ``output_retries`` corrective attempts. ``raw`` is the last raw output (the JSON the
     model gave, or its text when it gave none), ``error`` why it did not validate."""
 
-    def __init__(
-        self, conversation: str, output: str, attempts: int, raw: str, error: str
-    ) -> None:
+    def __init__(self, conversation: str, output: str, attempts: int, raw: str, error: str) -> None:
         super().__init__(
             conversation,
             f"the final answer is not a valid {output} after {attempts} attempts: {error}. "

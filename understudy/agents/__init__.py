@@ -15,8 +15,8 @@ See ``README.md`` (Agents) and ``docs/decisions.md`` (Agents, wave 2) for the gu
 from understudy.agents._agent import (
     Agent,
     AgentEvent,
+    AgentReply,
     AgentTool,
-    Answer,
     Delegate,
     ModelClient,
     OnEvent,
@@ -34,7 +34,7 @@ __all__ = [
     "Agent",
     "AgentEvent",
     "AgentTool",
-    "Answer",
+    "AgentReply",
     "Delegate",
     "ModelClient",
     "NotRun",

@@ -94,7 +94,7 @@ class ModelClient(Protocol):
 # -------------------------------------------------------------------------------- messages
 
 
-class Answer(msgspec.Struct, frozen=True):
+class AgentReply(msgspec.Struct, frozen=True):
     """An agent's answer to a :class:`Prompt`.
 
     ``text`` is the final text; ``output`` the decoded structured output (an instance of the
@@ -143,7 +143,7 @@ class TextDelta(AgentEvent, frozen=True):
 OnEvent = Callable[[AgentEvent], Awaitable[None]]
 
 
-class Prompt(Request[Answer], frozen=True):
+class Prompt(Request[AgentReply], frozen=True):
     """Ask a conversation: ``text`` is the user's message.
 
     ``id`` makes the prompt idempotent: asked again with the same id, a finished prompt's
@@ -169,7 +169,7 @@ class Resolve(Request[None], frozen=True):
     failed: bool = False
 
 
-class Delegate(Request[Answer], frozen=True):
+class Delegate(Request[AgentReply], frozen=True):
     """A task handed to an agent used as a tool."""
 
     task: str
@@ -412,7 +412,7 @@ class Agent(Actor):
 
     # -- handlers --
 
-    async def prompt(self, msg: Prompt) -> Answer:
+    async def prompt(self, msg: Prompt) -> AgentReply:
         """Run the loop for ``msg`` and return the answer (see :class:`Prompt`)."""
         conv = self._conv
         self._check_deployment()
@@ -455,13 +455,11 @@ class Agent(Actor):
                 await self._log.append(done)
                 conv.apply(done)
                 return
-        raise LookupError(
-            f"conversation {conv.key!r} has no call in doubt with key {msg.key!r}"
-        )
+        raise LookupError(f"conversation {conv.key!r} has no call in doubt with key {msg.key!r}")
 
     # -- the loop --
 
-    async def _loop(self, on_event: OnEvent | None) -> Answer:
+    async def _loop(self, on_event: OnEvent | None) -> AgentReply:
         conv = self._conv
         cls = type(self)
         active = conv.active
@@ -480,11 +478,9 @@ class Agent(Actor):
             near = cls.answer_within > 0 and self.ctx.time_left() <= cls.answer_within
             if (last or near) and not force:
                 force = cls.output_tool if cls.output is not None else "none"
-                nudge = (
-                    "Stop using tools now and give your final answer with what you have."
-                )
+                nudge = "Stop using tools now and give your final answer with what you have."
                 await self._nudge(nudge, force)
-            message, model = await self._call(force, on_event)
+            message, _ = await self._call(force, on_event)
             stop = message.stop_reason or "end_turn"
             content = [_block(block) for block in message.content]
             usage = _tokens(message.usage)
@@ -539,7 +535,9 @@ class Agent(Actor):
             done = await self._finish("answer", text, stop_reason=stop)
             return self._answer(done, stop_reason=stop)
 
-    async def _output(self, content: list[dict[str, Any]], stop: str, text: str) -> Answer | None:
+    async def _output(
+        self, content: list[dict[str, Any]], stop: str, text: str
+    ) -> AgentReply | None:
         """Structured output: the answer when the output tool was called with a valid
         input; None to go on (tools to run, or a correction sent)."""
         cls = type(self)
@@ -642,12 +640,12 @@ class Agent(Actor):
         value: Any = None,
         replayed: bool = False,
         stop_reason: str = "end_turn",
-    ) -> Answer:
+    ) -> AgentReply:
         cls = type(self)
         if value is None and done.output and cls.output is not None:
             value = msgspec.json.decode(done.output, type=cls.output)
         usage = getattr(self, "_last_usage", None) if not replayed else None
-        return Answer(
+        return AgentReply(
             text=done.text,
             conversation=self._conv.key,
             prompt=done.prompt,
@@ -667,9 +665,7 @@ class Agent(Actor):
         self._before = conv.pending_tokens()
         sent = await self.prepare(messages)
         self._after = (
-            self._before
-            if sent is messages
-            else sum(estimate_tokens(m["content"]) for m in sent)
+            self._before if sent is messages else sum(estimate_tokens(m["content"]) for m in sent)
         )
         params: dict[str, Any] = {"max_tokens": cls.max_tokens, "messages": sent, **cls.params}
         if cls.system:
@@ -739,9 +735,7 @@ class Agent(Actor):
         if doubts:
             raise doubts[0]
 
-    async def _one(
-        self, use: dict[str, Any], abandon: bool, on_event: OnEvent | None
-    ) -> ToolDone:
+    async def _one(self, use: dict[str, Any], abandon: bool, on_event: OnEvent | None) -> ToolDone:
         conv = self._conv
         turn = conv.open_turn
         name = use["name"]
@@ -760,7 +754,7 @@ class Agent(Actor):
                 "refused",
             )
         try:
-            request = msgspec.convert(use.get("input", {}), spec.request)
+            request: Any = msgspec.convert(use.get("input", {}), spec.request)
         except msgspec.ValidationError as exc:
             return result(
                 f"Invalid input for tool {name!r}: {exc}. Call it again with the arguments "
@@ -771,8 +765,9 @@ class Agent(Actor):
         intent = conv.intents.get(use_id)
         in_doubt = intent is not None and use_id not in self._fresh
         if abandon and not in_doubt:
-            return result("Not run: the conversation moved on to a new prompt.", True,
-                          "interrupted")
+            return result(
+                "Not run: the conversation moved on to a new prompt.", True, "interrupted"
+            )
         if in_doubt:
             assert intent is not None
             return await self._reconcile(spec, request, intent, abandon, result)
@@ -1014,7 +1009,7 @@ __all__ = [
     "Agent",
     "AgentEvent",
     "AgentTool",
-    "Answer",
+    "AgentReply",
     "Delegate",
     "ModelClient",
     "OnEvent",

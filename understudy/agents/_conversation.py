@@ -16,8 +16,8 @@ from understudy.agents._log import (
     Intent,
     ModelTurn,
     Started,
-    ToolDone,
     Tokens,
+    ToolDone,
     UserTurn,
 )
 

@@ -159,7 +159,7 @@ class _Commit:
 class ConversationLog:
     """The journal of one conversation in a store (key: the conversation id)."""
 
-    __slots__ = ("bytes", "broken", "key", "seq", "store")
+    __slots__ = ("broken", "bytes", "key", "seq", "store")
 
     def __init__(self, store: Store, key: str) -> None:
         self.store = store

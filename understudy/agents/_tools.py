@@ -194,12 +194,8 @@ def _inline(schema: dict[str, Any], name: str, where: str) -> dict[str, Any]:
     """Resolve msgspec's ``$ref``/``$defs`` into one object schema with ``$defs`` kept for
     nested types (the API accepts local references)."""
     defs: Mapping[str, Any] = schema.get("$defs", {})
-    top = schema
     ref = schema.get("$ref")
-    if isinstance(ref, str):
-        top = dict(defs[ref.rsplit("/", 1)[-1]])
-    else:
-        top = dict(schema)
+    top = dict(defs[ref.rsplit("/", 1)[-1]]) if isinstance(ref, str) else dict(schema)
     top.pop("title", None)
     top.pop("description", None)  # the docstring is the tool's description instead
     if top.get("type") != "object":
