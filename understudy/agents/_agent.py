@@ -729,7 +729,12 @@ class Agent(Actor):
                     group.start_soon(one, use)
         entries = [done[use["id"]] for use in todo if use["id"] in done]
         if entries:
-            await self._log.append(*entries)
+            if all(use["id"] not in conv.intents for use in todo) and not doubts:
+                # Only read-only results: a crash may lose them, and a resumed conversation
+                # runs those tools again; they are committed with the next model turn.
+                self._log.defer(*entries)
+            else:
+                await self._log.append(*entries)
             for entry in entries:
                 conv.apply(entry)
         if doubts:

@@ -159,7 +159,7 @@ class _Commit:
 class ConversationLog:
     """The journal of one conversation in a store (key: the conversation id)."""
 
-    __slots__ = ("broken", "bytes", "key", "seq", "store")
+    __slots__ = ("broken", "bytes", "deferred", "key", "seq", "store")
 
     def __init__(self, store: Store, key: str) -> None:
         self.store = store
@@ -167,6 +167,7 @@ class ConversationLog:
         self.seq = 0
         self.bytes = 0
         self.broken: PersistenceError | None = None
+        self.deferred: list[Entry] = []
 
     async def load(self) -> list[Entry]:
         """Every committed entry, in order. Raises :class:`CorruptState` for one that does
@@ -182,12 +183,22 @@ class ConversationLog:
             self.bytes += len(data)
         return entries
 
+    def defer(self, *entries: Entry) -> None:
+        """Queue ``entries`` to be committed with the next :meth:`append`, not now: for what
+        may be lost in a crash without harm (the results of read-only tools, which a resumed
+        conversation runs again). Never blocks."""
+        self.deferred.extend(entries)
+
     async def append(self, *entries: Entry) -> None:
-        """Append ``entries`` and return once they are committed (group-committed with other
-        conversations' appends). Raises :class:`PersistenceError` if they are not; then
-        nothing after them may be appended by this instance."""
+        """Append the deferred entries and ``entries`` and return once they are committed
+        (group-committed with other conversations' appends). Raises
+        :class:`PersistenceError` if they are not; then nothing after them may be appended
+        by this instance."""
         if self.broken is not None:
             raise PersistenceError(f"conversation {self.key!r} cannot persist: {self.broken}")
+        if self.deferred:
+            entries = (*self.deferred, *entries)
+            self.deferred = []
         events = []
         for entry in entries:
             self.seq += 1
