@@ -95,3 +95,49 @@ async def test_a_callee_over_its_nested_budget_is_an_error_for_the_caller(
 
 
 _ = msgspec
+
+
+async def test_inspect_shows_the_conversation_turn_by_turn_with_its_usage(tmp_path: Path) -> None:
+    import io
+    import json
+
+    from understudy.cli import main
+
+    s_callee = Script(text("42"))
+    s_caller = Script(
+        tools(use("expert", {"task": "compute"}, id="h1"), say="Asking."), text("It is 42.")
+    )
+
+    class Expert(us.Agent):
+        """Knows."""
+
+        model = SDKModel(s_callee.client())
+
+    class Front(us.Agent):
+        model = SDKModel(s_caller.client())
+        tools = (us.AgentTool("expert", Expert),)
+
+    db = tmp_path / "a.db"
+    async with us.Runtime(store=db) as rt:
+        conv = await rt.spawn(Front, name="front-1")
+        await conv.ask(us.Prompt("What is it?", id="q1"))
+    out = io.StringIO()
+    assert main(["inspect", str(db), "--conversation", "front-1"], out) == 0
+    text_lines = out.getvalue().splitlines()
+    assert text_lines[0].startswith("conversation 'front-1': agent ")
+    assert "tools expert" in text_lines[0]
+    body = "\n".join(text_lines)
+    assert "[q1] What is it?" in body
+    assert "tool_use: expert(h1)" in body and "in 10 out 5" in body
+    assert "handoff " in body and "[conversation front-1/h1, in 10 out 5" in body
+    assert "[q1] answer after 2 model calls: It is 42." in body
+    assert text_lines[-1] == (
+        "totals: 2 model calls, in 20 out 10 cache r/w 0/0; handoffs in 10 out 5 cache r/w 0/0"
+    )
+    out = io.StringIO()
+    assert main(["inspect", str(db), "--conversation", "front-1", "--json"], out) == 0
+    document = json.loads(out.getvalue())
+    assert document["totals"]["model_calls"] == 2
+    assert [e["type"] for e in document["entries"]] == [
+        "Started", "UserTurn", "ModelTurn", "ToolDone", "ModelTurn", "Finished"
+    ]  # fmt: skip
