@@ -367,3 +367,36 @@ async def test_structured_output_gives_up_with_the_last_raw_output(tmp_path: Pat
     assert info.value.raw == '{"city":1}'
     assert "Expected `str`, got `int` - at `$.city`" in info.value.error
     assert "not a valid Verdict after 2 attempts" in str(info.value)
+
+
+async def test_context_hook_keeps_the_last_prompts_and_records_tokens_before_and_after(
+    tmp_path: Path,
+) -> None:
+    from understudy.agents._log import ModelTurn, decode_entries
+
+    script = Script(
+        text("Answer one is long " * 20),
+        tools(use("get_weather", {"city": "Oslo"}, id="w")),
+        text("Answer two."),
+        text("Answer three."),
+    )
+    async with us.Runtime(store=tmp_path / "a.db") as rt:
+        await start(rt)
+        conv = await spawn(rt, agent(script, keep_prompts=1), "c")
+        for question in ("one?", "two?", "three?"):
+            await conv.ask(us.Prompt(question))
+        assert rt.store is not None
+        rows = await rt.store.journal("c")
+    last = script.requests[-1]["messages"]
+    assert [m["role"] for m in last] == ["user"]
+    summary, question = last[0]["content"]
+    assert summary["text"].startswith("Summary of the earlier conversation:\nUser: one?")
+    assert "Assistant: Answer two." in summary["text"]
+    assert question == {"type": "text", "text": "three?"}
+    # the second prompt's tool_use kept its tool_result (it was in the kept part)
+    during = script.requests[2]["messages"]
+    assert [m["role"] for m in during] == ["user", "assistant", "user"]
+    assert during[-1]["content"][0]["type"] == "tool_result"
+    turns = [e for _, e in decode_entries(rows) if isinstance(e, ModelTurn)]
+    assert turns[0].tokens_before == turns[0].tokens_after
+    assert turns[-1].tokens_before > turns[-1].tokens_after

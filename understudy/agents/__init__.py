@@ -26,6 +26,7 @@ from understudy.agents._agent import (
     ToolFinished,
     ToolStarted,
 )
+from understudy.agents._conversation import keep_last
 from understudy.agents._log import Tokens
 from understudy.agents._tools import NOT_RUN, NotRun, Tool, ToolSpec, tool_name, tool_specs
 
@@ -47,6 +48,7 @@ __all__ = [
     "ToolFinished",
     "ToolSpec",
     "ToolStarted",
+    "keep_last",
     "tool_name",
     "tool_specs",
 ]

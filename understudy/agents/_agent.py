@@ -36,7 +36,7 @@ import anyio
 import msgspec
 
 from understudy.actors import Actor, Context, Ref
-from understudy.agents._conversation import Conversation, estimate_tokens
+from understudy.agents._conversation import Conversation, estimate_tokens, keep_last
 from understudy.agents._log import (
     ConversationLog,
     Finished,
@@ -249,6 +249,9 @@ def _check_class(cls: type[Agent]) -> None:
             raise TypeError(
                 f"{where}: output type {output.__qualname__} must encode as a JSON object"
             )
+    keep = cls.keep_prompts
+    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
+        raise ValueError(f"{where}: keep_prompts must be None or an int >= 1, not {keep!r}")
     timeout = cls.tool_timeout
     if timeout is not None and (
         isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
@@ -301,6 +304,8 @@ class Agent(Actor):
       ``output_tool`` tool), with ``output_retries`` corrective attempts.
     - ``max_tool_errors``: failed tool calls per prompt before :class:`~understudy.ToolErrorLimit`.
     - ``tool_timeout``: seconds per tool call (None: only the deadline).
+    - ``keep_prompts``: the default :meth:`prepare` sends only the last this many prompts
+      verbatim and a summary of the earlier ones (None: everything).
     """
 
     model: ClassVar[ModelClient | None] = None
@@ -318,6 +323,7 @@ class Agent(Actor):
     output_tool: ClassVar[str] = "final_answer"
     max_tool_errors: ClassVar[int] = 10
     tool_timeout: ClassVar[float | None] = 60.0
+    keep_prompts: ClassVar[int | None] = None
 
     _conv: Conversation
     _log: ConversationLog
@@ -407,8 +413,11 @@ class Agent(Actor):
         """The context-control hook: called before each model call with the history about
         to be sent; return it as it is (the default), or pruned or summarised (keep
         ``tool_use``/``tool_result`` pairs together and the roles alternating). The
-        estimated tokens before and after are recorded with the call."""
-        return messages
+        estimated tokens before and after are recorded with the call. The default keeps the
+        last ``keep_prompts`` prompts and summarises the rest (:func:`keep_last`) when
+        ``keep_prompts`` is set."""
+        keep = type(self).keep_prompts
+        return messages if keep is None else keep_last(messages, keep)
 
     # -- handlers --
 

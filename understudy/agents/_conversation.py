@@ -186,4 +186,38 @@ class Conversation:
         )
 
 
-__all__ = ["Conversation", "estimate_tokens"]
+def _is_prompt(message: dict[str, Any]) -> bool:
+    """A user message that starts a prompt (not only tool results)."""
+    if message["role"] != "user":
+        return False
+    return any(block.get("type") != "tool_result" for block in message["content"])
+
+
+def keep_last(
+    messages: list[dict[str, Any]], prompts: int, summary: str | None = None
+) -> list[dict[str, Any]]:
+    """The history with only its last ``prompts`` prompts (each with the turns that followed)
+    kept verbatim, the earlier part replaced by a summary: ``summary`` if given, else each
+    earlier prompt's text and the answer that ended it. The summary is prepended to the
+    first kept user message, so roles still alternate and every kept ``tool_use`` keeps its
+    ``tool_result``. Returns ``messages`` itself when there is nothing to cut."""
+    if prompts < 1:
+        raise ValueError(f"keep_last: prompts must be >= 1, not {prompts!r}")
+    starts = [i for i, message in enumerate(messages) if _is_prompt(message)]
+    if len(starts) <= prompts:
+        return messages
+    cut = starts[-prompts]
+    if summary is None:
+        said: list[str] = []
+        for message in messages[:cut]:
+            texts = [b["text"] for b in message["content"] if b.get("type") == "text"]
+            if texts:
+                who = "User" if message["role"] == "user" else "Assistant"
+                said.append(f"{who}: {' '.join(texts)}")
+        summary = "Summary of the earlier conversation:\n" + "\n".join(said)
+    first = messages[cut]
+    head = {"role": "user", "content": [{"type": "text", "text": summary}, *first["content"]]}
+    return [head, *messages[cut + 1 :]]
+
+
+__all__ = ["Conversation", "estimate_tokens", "keep_last"]
