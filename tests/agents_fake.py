@@ -96,12 +96,99 @@ class Script:
             reply = reply(body)
         return httpx2.Response(status, json=reply, headers={"request-id": f"req_{next(_ids)}"})
 
+    def sse(self, request: httpx2.Request) -> httpx2.Response:
+        """As :meth:`handler`, but the reply as a Messages API SSE stream (text deltas in
+        words, tool inputs as one ``input_json_delta``)."""
+        response = self.handler(request)
+        if response.status_code != 200:
+            return response
+        return httpx2.Response(
+            200,
+            content=to_sse(json.loads(response.content)).encode(),
+            headers={"content-type": "text/event-stream", "request-id": "req_sse"},
+        )
+
+    def streaming_client(self) -> anthropic.AsyncAnthropic:
+        return anthropic.AsyncAnthropic(
+            api_key="test",
+            max_retries=0,
+            http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(self.sse)),
+        )
+
     def client(self) -> anthropic.AsyncAnthropic:
         return anthropic.AsyncAnthropic(
             api_key="test",
             max_retries=0,
             http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(self.handler)),
         )
+
+
+def to_sse(body: Body) -> str:
+    """A response body as the SSE events of the same message."""
+    events: list[tuple[str, Body]] = []
+    start = dict(body, content=[], stop_reason=None)
+    events.append(("message_start", {"type": "message_start", "message": start}))
+    for index, block in enumerate(body["content"]):
+        if block["type"] == "text":
+            events.append(
+                (
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": index,
+                        "content_block": {"type": "text", "text": ""},
+                    },
+                )
+            )
+            for word in block["text"].split(" "):
+                piece = word + " " if word != block["text"].split(" ")[-1] else word
+                events.append(
+                    (
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": index,
+                            "delta": {"type": "text_delta", "text": piece},
+                        },
+                    )
+                )
+        else:
+            events.append(
+                (
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": index,
+                        "content_block": dict(block, input={}),
+                    },
+                )
+            )
+            events.append(
+                (
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {
+                            "type": "input_json_delta",
+                            "partial_json": json.dumps(block["input"]),
+                        },
+                    },
+                )
+            )
+        events.append(("content_block_stop", {"type": "content_block_stop", "index": index}))
+    events.append(
+        (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": body["stop_reason"], "stop_sequence": None},
+                "usage": {"output_tokens": body["usage"]["output_tokens"]},
+            },
+        )
+    )
+    events.append(("message_stop", {"type": "message_stop"}))
+    return "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events)
 
 
 class SDKModel:
@@ -138,6 +225,18 @@ class SDKModel:
             used = reply.usage.input_tokens + reply.usage.output_tokens
             reservation.settle(tokens=used, usd=used * self.price)
         return reply
+
+
+class StreamingSDKModel(SDKModel):
+    """``understudy.llm.Model.stream``'s shape: ``on_text`` called for each text delta."""
+
+    async def stream(self, *, on_text: Callable[[str], object] | None = None, **params: Any) -> Any:
+        self.calls += 1
+        async with self.client.messages.stream(model=self.name, **params) as events:
+            async for event in events:
+                if event.type == "text" and on_text is not None:
+                    on_text(event.text)
+            return await events.get_final_message()
 
 
 __all__ = ["BudgetExceeded", "SDKModel", "Script", "message", "text", "tools", "use"]

@@ -400,3 +400,30 @@ async def test_context_hook_keeps_the_last_prompts_and_records_tokens_before_and
     turns = [e for _, e in decode_entries(rows) if isinstance(e, ModelTurn)]
     assert turns[0].tokens_before == turns[0].tokens_after
     assert turns[-1].tokens_before > turns[-1].tokens_after
+
+
+async def test_streaming_text_deltas_reach_the_caller_in_order(tmp_path: Path) -> None:
+    from tests.agents_fake import StreamingSDKModel
+
+    script = Script(
+        tools(use("get_weather", {"city": "Nice"}, id="w"), say="Checking now."),
+        text("Nice is sunny today."),
+    )
+    seen: list[us.AgentEvent] = []
+
+    async def on_event(event: us.AgentEvent) -> None:
+        seen.append(event)
+
+    helper = agent(script)
+    helper.model = StreamingSDKModel(script.streaming_client())
+    async with us.Runtime(store=tmp_path / "a.db") as rt:
+        await start(rt)
+        conv = await spawn(rt, helper, "c")
+        reply = await conv.ask(us.Prompt("go", on_event=on_event))
+    assert reply.text == "Nice is sunny today."
+    deltas = [e.text for e in seen if isinstance(e, us.TextDelta)]
+    assert deltas == ["Checking ", "now.", "Nice ", "is ", "sunny ", "today."]
+    kinds = [type(e).__name__ for e in seen]
+    assert kinds == ["TextDelta", "TextDelta", "ToolStarted", "ToolFinished"] + ["TextDelta"] * 4
+    # the streamed tool input arrived whole
+    assert script.requests[1]["messages"][1]["content"][1]["input"] == {"city": "Nice"}

@@ -1008,16 +1008,24 @@ def _content(value: Any) -> str:
 
 
 async def _streamed(model: Any, params: dict[str, Any], on_event: OnEvent) -> ApiMessage:
-    """A model call through ``model.stream`` (an SDK-like stream manager), text deltas sent
-    to ``on_event`` as they come."""
-    async with model.stream(**params) as stream:
-        async for text in stream.text_stream:
-            await on_event(TextDelta(text))
-        message: ApiMessage = await stream.get_final_message()
+    """A model call through ``model.stream(on_text=..., **params)`` (``understudy.llm.Model``'s
+    shape: ``on_text`` is a plain callable, called for each text delta), the deltas sent on
+    to the async ``on_event`` in order, as they come."""
+    send, receive = anyio.create_memory_object_stream[str](math.inf)
+
+    async def pump() -> None:
+        async with receive:
+            async for text in receive:
+                await on_event(TextDelta(text))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(pump)
+        with send:
+            message: ApiMessage = await model.stream(on_text=send.send_nowait, **params)
     return message
 
 
-_ = (math, Message)
+_ = Message
 
 __all__ = [
     "Agent",
