@@ -283,3 +283,29 @@ async def test_the_log_grows_by_delta(tmp_path: Path) -> None:
             sizes.append(rt.store.stats.bytes_written)
     steps = [b - a for a, b in itertools.pairwise(sizes)]
     assert max(steps) - min(steps) < 16  # each prompt adds the same bytes, however long
+
+
+async def test_a_committed_final_response_is_not_asked_again_after_a_crash(
+    tmp_path: Path,
+) -> None:
+    script = Script(text("The answer."))
+    helper = agent(script)
+    crashes = [1]
+    finish = helper._finish
+
+    async def crash_once(self: us.Agent, *args: Any, **kwargs: Any) -> Any:
+        if crashes:
+            crashes.pop()
+            raise RuntimeError("killed between the commit of the response and the answer")
+        return await finish(self, *args, **kwargs)
+
+    helper._finish = crash_once  # type: ignore[method-assign]
+    async with us.Runtime(store=tmp_path / "a.db") as rt:
+        await rt.spawn(Mailer, name="mailer")
+        await rt.spawn(Lookup, name="lookup")
+        conv = await supervised(rt, helper, "c")
+        with pytest.raises(RuntimeError, match="killed between"):
+            await conv.ask(us.Prompt("q", id="p"))
+        reply = await conv.ask(us.Prompt("q", id="p"))
+    assert reply.text == "The answer."
+    assert len(script.requests) == 1  # the committed response was used, not asked again

@@ -470,79 +470,94 @@ class Agent(Actor):
 
     async def _loop(self, on_event: OnEvent | None) -> AgentReply:
         conv = self._conv
-        cls = type(self)
-        active = conv.active
-        assert active is not None
+        assert conv.active is not None
+        # Resumed right after a committed model turn whose outcome was not handled yet (the
+        # conversation was killed in between): handle it from the log, without a new call.
+        pending = conv.last if isinstance(conv.last, ModelTurn) else None
         while True:
-            if conv.open_uses:
-                await self._close_open(abandon=False, on_event=on_event)
-                if len(conv.prompt_errors) > cls.max_tool_errors:
-                    await self._finish("tool_errors")
-                    raise ToolErrorLimit(conv.key, cls.max_tool_errors, conv.prompt_errors)
-            if conv.prompt_turns >= cls.max_turns:
-                await self._finish("max_turns")
-                raise MaxTurnsExceeded(conv.key, conv.prompt_turns)
-            force: str = conv.force
-            last = conv.prompt_turns == cls.max_turns - 1 and cls.on_max_turns == "answer"
-            near = cls.answer_within > 0 and self.ctx.time_left() <= cls.answer_within
-            if (last or near) and not force:
-                force = cls.output_tool if cls.output is not None else "none"
-                nudge = "Stop using tools now and give your final answer with what you have."
-                await self._nudge(nudge, force)
-            message, _ = await self._call(force, on_event)
-            stop = message.stop_reason or "end_turn"
-            content = [_block(block) for block in message.content]
-            usage = _tokens(message.usage)
-            entries: list[Any] = [
-                ModelTurn(
-                    turn=conv.turn + 1,
-                    agent=cls.__qualname__,
-                    model=message.model,
-                    content=content,
-                    stop_reason=stop,
-                    usage=usage,
-                    seconds=self._took,
-                    tokens_before=self._before,
-                    tokens_after=self._after,
-                    request_id=getattr(message, "_request_id", None) or "",
-                    stop_details=_details(message),
-                )
-            ]
-            turn = conv.turn + 1
-            if stop == "tool_use":
-                for block in content:
-                    if block.get("type") != "tool_use":
-                        continue
-                    spec = self._specs.get(block["name"])
-                    if spec is not None and not spec.read_only:
-                        key = f"{conv.key}:{turn}:{block['id']}"
-                        entries.append(Intent(turn, block["id"], spec.name, key))
-                        self._fresh.add(block["id"])
-            await self._log.append(*entries)
-            for entry in entries:
-                conv.apply(entry)
-            text = "".join(b["text"] for b in content if b.get("type") == "text")
-            if cls.output is not None:
-                answer = await self._output(content, stop, text)
-                if answer is not None:
-                    return answer
-                continue
-            if stop == "tool_use" or stop == "pause_turn":
-                continue
-            if stop == "refusal":
-                await self._finish("refusal", text)
-                details = message.stop_details if hasattr(message, "stop_details") else None
-                raise Refused(
-                    conv.key,
-                    text,
-                    str(getattr(details, "category", "") or ""),
-                    str(getattr(details, "explanation", "") or ""),
-                )
-            if stop in ("max_tokens", "model_context_window_exceeded"):
-                await self._finish(stop, text)
-                raise OutputTruncated(conv.key, stop, text, cls.max_tokens)
-            done = await self._finish("answer", text, stop_reason=stop)
-            return self._answer(done, stop_reason=stop)
+            if pending is None:
+                pending = await self._turn(on_event)
+            turn, pending = pending, None
+            reply = await self._outcome(turn)
+            if reply is not None:
+                return reply
+
+    async def _turn(self, on_event: OnEvent | None) -> ModelTurn:
+        """Answer the open tool calls, check the limits, call the model and commit its
+        response (with the intents of the side-effecting calls it asks for)."""
+        conv = self._conv
+        cls = type(self)
+        if conv.open_uses:
+            await self._close_open(abandon=False, on_event=on_event)
+            if len(conv.prompt_errors) > cls.max_tool_errors:
+                await self._finish("tool_errors")
+                raise ToolErrorLimit(conv.key, cls.max_tool_errors, conv.prompt_errors)
+        if conv.prompt_turns >= cls.max_turns:
+            await self._finish("max_turns")
+            raise MaxTurnsExceeded(conv.key, conv.prompt_turns)
+        force: str = conv.force
+        last = conv.prompt_turns == cls.max_turns - 1 and cls.on_max_turns == "answer"
+        near = cls.answer_within > 0 and self.ctx.time_left() <= cls.answer_within
+        if (last or near) and not force:
+            force = cls.output_tool if cls.output is not None else "none"
+            nudge = "Stop using tools now and give your final answer with what you have."
+            await self._nudge(nudge, force)
+        message, _ = await self._call(force, on_event)
+        stop = message.stop_reason or "end_turn"
+        content = [_block(block) for block in message.content]
+        turn = conv.turn + 1
+        model_turn = ModelTurn(
+            turn=turn,
+            agent=cls.__qualname__,
+            model=message.model,
+            content=content,
+            stop_reason=stop,
+            usage=_tokens(message.usage),
+            seconds=self._took,
+            tokens_before=self._before,
+            tokens_after=self._after,
+            request_id=getattr(message, "_request_id", None) or "",
+            stop_details=_details(message),
+        )
+        entries: list[Any] = [model_turn]
+        if stop == "tool_use":
+            for block in content:
+                if block.get("type") != "tool_use":
+                    continue
+                spec = self._specs.get(block["name"])
+                if spec is not None and not spec.read_only:
+                    key = f"{conv.key}:{turn}:{block['id']}"
+                    entries.append(Intent(turn, block["id"], spec.name, key))
+                    self._fresh.add(block["id"])
+        await self._log.append(*entries)
+        for entry in entries:
+            conv.apply(entry)
+        return model_turn
+
+    async def _outcome(self, turn: ModelTurn) -> AgentReply | None:
+        """What a committed model turn means: the reply, a typed error, or None to go on."""
+        cls = type(self)
+        conv = self._conv
+        content, stop = turn.content, turn.stop_reason
+        text = "".join(b["text"] for b in content if b.get("type") == "text")
+        if cls.output is not None:
+            return await self._output(content, stop, text)
+        if stop == "tool_use" or stop == "pause_turn":
+            return None
+        if stop == "refusal":
+            await self._finish("refusal", text)
+            details = turn.stop_details if isinstance(turn.stop_details, dict) else {}
+            raise Refused(
+                conv.key,
+                text,
+                str(details.get("category") or ""),
+                str(details.get("explanation") or ""),
+            )
+        if stop in ("max_tokens", "model_context_window_exceeded"):
+            await self._finish(stop, text)
+            raise OutputTruncated(conv.key, stop, text, cls.max_tokens)
+        done = await self._finish("answer", text, stop_reason=stop)
+        return self._answer(done, stop_reason=stop)
 
     async def _output(
         self, content: list[dict[str, Any]], stop: str, text: str

@@ -68,11 +68,14 @@ class Conversation:
         self.finished: dict[str, Finished] = {}
         self.usage = Tokens()
         self.paused = False
+        self.last: Entry | None = None
+        """The last entry applied."""
 
     # -- replay --
 
     def apply(self, entry: Entry) -> None:
         """Apply one committed entry."""
+        self.last = entry
         if isinstance(entry, ModelTurn):
             self._model_turn(entry)
         elif isinstance(entry, ToolDone):
