@@ -285,22 +285,22 @@ async def test_budget_exhausted_mid_conversation_is_typed_and_charges_nothing_mo
 
 async def test_cheaper_fallback_model_when_the_budget_does_not_fit(tmp_path: Path) -> None:
     big, small = Script(text("big")), Script(text("small"))
-    attrs: dict[str, Any] = {"max_tokens": 1000}
-    helper = agent(big, **attrs)
-    helper.fallbacks = (SDKModel(small.client()),)
-
-    class Small(helper):  # type: ignore[misc,valid-type]
-        max_tokens = 1000
-
+    helper = agent(big, max_tokens=1000)
+    helper.model = SDKModel(big.client(), price=0.01)  # $10 for a 1,000-token answer
+    helper.fallbacks = (SDKModel(small.client(), name="claude-small", price=0.0001),)
     async with us.Runtime(store=tmp_path / "a.db") as rt:
         await start(rt)
         conv = await spawn(rt, helper, "c")
-        # nothing fits at all: the typed error, no call made
-        async with rt.budget(tokens=500):
+        async with rt.budget(usd=1.0) as budget:
+            reply = await conv.ask(us.Prompt("hi"))
+        assert reply.text == "small"
+        assert big.requests == [] and len(small.requests) == 1  # the big one was never sent
+        assert budget.spent.usd == pytest.approx(15 * 0.0001)
+        # nothing fits at all: the typed error, and no call made
+        async with rt.budget(usd=0.01):
             with pytest.raises(us.BudgetExceeded):
-                await conv.ask(us.Prompt("hi"))
-    assert big.requests == [] and small.requests == []
-    del Small
+                await conv.ask(us.Prompt("again"))
+    assert big.requests == [] and len(small.requests) == 1
 
 
 async def test_answer_is_idempotent_by_prompt_id(tmp_path: Path) -> None:
