@@ -427,3 +427,22 @@ async def test_streaming_text_deltas_reach_the_caller_in_order(tmp_path: Path) -
     assert kinds == ["TextDelta", "TextDelta", "ToolStarted", "ToolFinished"] + ["TextDelta"] * 4
     # the streamed tool input arrived whole
     assert script.requests[1]["messages"][1]["content"][1]["input"] == {"city": "Nice"}
+
+
+async def test_stream_as_an_async_iterator_ends_with_the_reply(tmp_path: Path) -> None:
+    from understudy.agents import Done, stream
+
+    script = Script(tools(use("get_weather", {"city": "Nice"}, id="w")), text("done"))
+    async with us.Runtime(store=tmp_path / "a.db") as rt:
+        await start(rt)
+        conv = await spawn(rt, agent(script), "c")
+        async with stream(conv, us.Prompt("go")) as events:
+            seen = [event async for event in events]
+        assert [type(e).__name__ for e in seen] == ["ToolStarted", "ToolFinished", "Done"]
+        last = seen[-1]
+        assert isinstance(last, Done) and last.reply.text == "done"
+        script.add(text("no", stop="refusal"))
+        with pytest.raises(us.Refused):
+            async with stream(conv, us.Prompt("bad")) as events:
+                async for _ in events:
+                    pass

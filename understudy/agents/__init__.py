@@ -18,6 +18,7 @@ from understudy.agents._agent import (
     AgentReply,
     AgentTool,
     Delegate,
+    Done,
     ModelClient,
     OnEvent,
     Prompt,
@@ -25,6 +26,7 @@ from understudy.agents._agent import (
     TextDelta,
     ToolFinished,
     ToolStarted,
+    stream,
 )
 from understudy.agents._conversation import keep_last
 from understudy.agents._log import Tokens
@@ -37,6 +39,7 @@ __all__ = [
     "AgentTool",
     "AgentReply",
     "Delegate",
+    "Done",
     "ModelClient",
     "NotRun",
     "OnEvent",
@@ -49,6 +52,7 @@ __all__ = [
     "ToolSpec",
     "ToolStarted",
     "keep_last",
+    "stream",
     "tool_name",
     "tool_specs",
 ]

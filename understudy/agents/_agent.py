@@ -26,10 +26,11 @@ decides, or the prompt stops with :class:`~understudy.EffectInDoubt`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import anyio
@@ -138,6 +139,12 @@ class TextDelta(AgentEvent, frozen=True):
     """Text of the model's answer, as it came."""
 
     text: str
+
+
+class Done(AgentEvent, frozen=True):
+    """The last event of :func:`stream`: the prompt's reply."""
+
+    reply: Any
 
 
 OnEvent = Callable[[AgentEvent], Awaitable[None]]
@@ -1022,6 +1029,52 @@ def _content(value: Any) -> str:
     return msgspec.json.encode(value).decode()
 
 
+@contextlib.asynccontextmanager
+async def stream(ref: Ref, prompt: Prompt) -> AsyncIterator[AsyncIterator[AgentEvent]]:
+    """Ask ``ref`` (a conversation) ``prompt`` and iterate over its events as they happen:
+    :class:`TextDelta`, :class:`ToolStarted`, :class:`ToolFinished`, then :class:`Done`
+    with the reply::
+
+        async with us.agents.stream(conv, us.Prompt("...")) as events:
+            async for event in events:
+                ...
+
+    The ask's error (a typed outcome) is raised when the block ends. Leaving the
+    block early cancels the ask (the conversation keeps what it committed)."""
+    send, receive = anyio.create_memory_object_stream[AgentEvent](math.inf)
+    failure: list[BaseException] = []
+
+    async def run() -> None:
+        async with send:
+            try:
+                reply = await ref.ask(msgspec.structs.replace(prompt, on_event=send.send))
+            except Exception as exc:
+                failure.append(exc)
+                return
+            await send.send(Done(reply))
+
+    async def events() -> AsyncIterator[AgentEvent]:
+        async with receive:
+            async for event in receive:
+                yield event
+
+    iterator = events()
+    body: BaseException | None = None
+    async with anyio.create_task_group() as group:
+        group.start_soon(run)
+        try:
+            yield iterator
+        except BaseException as exc:  # raised outside the group, not in an ExceptionGroup
+            body = exc
+        finally:
+            group.cancel_scope.cancel()  # left early: the ask is cancelled
+            await iterator.aclose()  # type: ignore[attr-defined]
+    if body is not None:
+        raise body
+    if failure:
+        raise failure[0]
+
+
 async def _streamed(model: Any, params: dict[str, Any], on_event: OnEvent) -> ApiMessage:
     """A model call through ``model.stream(on_text=..., **params)`` (``understudy.llm.Model``'s
     shape: ``on_text`` is a plain callable, called for each text delta), the deltas sent on
@@ -1048,6 +1101,7 @@ __all__ = [
     "AgentTool",
     "AgentReply",
     "Delegate",
+    "Done",
     "ModelClient",
     "OnEvent",
     "Prompt",
@@ -1055,4 +1109,5 @@ __all__ = [
     "TextDelta",
     "ToolFinished",
     "ToolStarted",
+    "stream",
 ]
