@@ -446,3 +446,37 @@ async def test_stream_as_an_async_iterator_ends_with_the_reply(tmp_path: Path) -
             async with stream(conv, us.Prompt("bad")) as events:
                 async for _ in events:
                     pass
+
+
+class Slow(us.Request[str], frozen=True):
+    """A slow lookup."""
+
+    q: str
+
+
+class SlowTool(us.Tool):
+    read_only = True
+
+    async def slow(self, msg: Slow) -> str:
+        await anyio.sleep(0.3)
+        return "slow answer"
+
+
+async def test_a_passed_deadline_stops_the_loop_and_the_prompt_continues_later(
+    tmp_path: Path,
+) -> None:
+    script = Script(tools(use("slow", {"q": "x"}, id="s")), text("finally"))
+    async with us.Runtime(store=tmp_path / "a.db") as rt:
+        await rt.spawn(SlowTool, name="slowtool")
+        conv = await spawn(rt, agent(script, tools=("slowtool",), tool_timeout=None), "c")
+        with pytest.raises(us.DeadlineExceeded):
+            await conv.ask(us.Prompt("go", id="p"), timeout=0.1)
+        await anyio.sleep(0.5)  # the tool answered; the agent made no model call after it
+        assert len(script.requests) == 1
+        reply = await conv.ask(us.Prompt("go", id="p"))
+    assert reply.text == "finally" and len(script.requests) == 2
+    last = script.requests[1]["messages"][-1]["content"][0]
+    # The tool's ask was cut by the deadline; that read-only result was not committed, so
+    # (the instance having been restarted) the tool ran again for the continued prompt. An
+    # instance that survives (errors as answers) sends the timeout as is_error instead.
+    assert last["content"] == "slow answer" or "did not answer in time" in last["content"]

@@ -61,6 +61,7 @@ from understudy.errors import (
     AgentError,
     BudgetExceeded,
     CircuitOpen,
+    DeadlineExceeded,
     DeploymentChanged,
     EffectInDoubt,
     Killed,
@@ -502,6 +503,14 @@ class Agent(Actor):
         if conv.prompt_turns >= cls.max_turns:
             await self._finish("max_turns")
             raise MaxTurnsExceeded(conv.key, conv.prompt_turns)
+        if self.ctx.time_left() <= 0:
+            # Nobody waits for this prompt any more: no model call (it would be charged for
+            # nothing). The prompt stays unfinished; asked again, it continues from here.
+            raise DeadlineExceeded(
+                f"conversation {conv.key!r}: the prompt's deadline passed after "
+                f"{conv.prompt_turns} model calls; asked again with the same id it continues",
+                self.ctx.name,
+            )
         force: str = conv.force
         last = conv.prompt_turns == cls.max_turns - 1 and cls.on_max_turns == "answer"
         near = cls.answer_within > 0 and self.ctx.time_left() <= cls.answer_within
