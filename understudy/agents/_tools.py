@@ -78,6 +78,7 @@ class Tool(Actor):
     """
 
     read_only: ClassVar[bool] = False
+    _specs: ClassVar[dict[str, tuple[ToolSpec, ...]] | None] = None
     idempotency_key: str | None = None
     """The idempotency key of the call being handled (None when asked directly)."""
 
@@ -208,12 +209,26 @@ def _inline(schema: dict[str, Any], name: str, where: str) -> dict[str, Any]:
 
 
 def tool_specs(cls: type[Actor], actor: str) -> list[ToolSpec]:
-    """The tools that actor ``actor`` (of class ``cls``) offers.
+    """The tools that actor ``actor`` (of class ``cls``) offers (computed once per class
+    and name: every conversation that starts asks for them).
 
     Raises ``TypeError`` when ``cls`` is not a :class:`Tool`, offers no tool, or one of its
     request types is not frozen, has an undocumented or unschematic field, or has a name the
     API refuses; ``ValueError`` when two of its tools share a name.
     """
+    if isinstance(cls, type) and issubclass(cls, Tool):
+        cached = cls.__dict__.get("_specs")  # kept on the class, like its handlers
+        if cached is None:
+            cached = {}
+            cls._specs = cached
+        found = cached.get(actor)
+        if found is None:
+            found = cached[actor] = _tool_specs(cls, actor)
+        return list(found)
+    return list(_tool_specs(cls, actor))
+
+
+def _tool_specs(cls: type[Actor], actor: str) -> tuple[ToolSpec, ...]:
     where = f"tool actor {actor!r} ({cls.__qualname__})"
     if not (isinstance(cls, type) and issubclass(cls, Tool)):
         raise TypeError(
@@ -254,7 +269,7 @@ def tool_specs(cls: type[Actor], actor: str) -> list[ToolSpec]:
         )
     if not specs:
         raise TypeError(f"{where} offers no tools: give it a handler of a us.Request subclass")
-    return specs
+    return tuple(specs)
 
 
 __all__ = [
