@@ -312,6 +312,7 @@ async def test_answer_is_idempotent_by_prompt_id(tmp_path: Path) -> None:
         two = await conv.ask(us.Prompt("hi", id="req-1"))
     assert one.text == two.text == "first answer"
     assert two.replayed and not one.replayed
+    assert two.usage == one.usage and one.usage.total == 15
     assert len(script.requests) == 1
 
 

@@ -667,8 +667,9 @@ class Agent(Actor):
     ) -> Finished:
         conv = self._conv
         assert conv.active is not None
-        done = Finished(conv.active.prompt, outcome, text, output, conv.prompt_turns)
-        self._last_usage = conv.prompt_usage
+        done = Finished(
+            conv.active.prompt, outcome, text, output, conv.prompt_turns, conv.prompt_usage
+        )
         await self._log.append(done)
         conv.apply(done)
         return done
@@ -684,13 +685,12 @@ class Agent(Actor):
         cls = type(self)
         if value is None and done.output and cls.output is not None:
             value = msgspec.json.decode(done.output, type=cls.output)
-        usage = getattr(self, "_last_usage", None) if not replayed else None
         return AgentReply(
             text=done.text,
             conversation=self._conv.key,
             prompt=done.prompt,
             turns=done.turns,
-            usage=usage if usage is not None else Tokens(),
+            usage=done.usage,
             output=value,
             stop_reason=stop_reason,
             replayed=replayed,
@@ -923,8 +923,10 @@ class Agent(Actor):
     ) -> ToolDone:
         rt = _runtime(self.ctx)
         child = f"{self.ctx.name}/{use_id}"
-        ref: Ref = rt.ref(child) if child in rt else await self.ctx.spawn(tool.agent, name=child)
         try:
+            ref: Ref = (
+                rt.ref(child) if child in rt else await self.ctx.spawn(tool.agent, name=child)
+            )
             if tool.tokens is None and tool.usd is None and tool.seconds is None:
                 answer = await ref.ask(Prompt(request.task, id=use_id))
             else:
@@ -932,7 +934,7 @@ class Agent(Actor):
                     name=child, tokens=tool.tokens, usd=tool.usd, seconds=tool.seconds
                 ):
                     answer = await ref.ask(Prompt(request.task, id=use_id))
-        except (AgentError, BudgetExceeded, TimedOut) as exc:
+        except Exception as exc:  # the callee's failure is an answer for the caller's model
             return result(
                 f"Agent {tool.name!r} could not finish: {exc}",
                 True,

@@ -133,6 +133,8 @@ class Finished(msgspec.Struct, frozen=True, tag=True):
     text: str
     output: bytes = b""
     turns: int = 0
+    usage: Tokens = Tokens()
+    """The prompt's tokens, its handoffs' included."""
 
 
 Entry = Started | UserTurn | ModelTurn | Intent | ToolDone | Finished
