@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import ask, fan_in, resilience, spawn, supervision, tell
+from bench import agents, ask, fan_in, resilience, spawn, supervision, tell
 from bench.harness import Benchmark
 
 BENCHMARKS: list[Benchmark] = [
@@ -16,4 +16,6 @@ BENCHMARKS: list[Benchmark] = [
     resilience.TELL,
     resilience.ASK,
     resilience.REFUSAL,
+    agents.VS_MEMORY,
+    agents.VS_SQLITE,
 ]

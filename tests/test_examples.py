@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-TESTED = {"bank.py", "sensors.py", "tour.py"}
+TESTED = {"agent.py", "bank.py", "sensors.py", "tour.py"}
 
 
 def test_every_example_is_run_by_a_test() -> None:
@@ -83,4 +83,14 @@ def test_tour_example_restarts_the_account_after_a_failed_request(backend: str) 
         "balance after the refusal: 6",
         "crashed: 'alice'",
         "balance after the crash: 0",
+    ]
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_agent_example_answers_with_its_two_tools_offline(backend: str) -> None:
+    result = run_example("agent.py", backend)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "It is sunny, 24 C in Paris; 20 EUR is 21.6 USD.",
+        "2 model calls, 140 tokens",
     ]

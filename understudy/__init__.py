@@ -4,28 +4,51 @@ The public API is re-exported here; import it as ``import understudy as us``.
 """
 
 from understudy.actors import Actor, Context, Durability, Ref, Timer
+
+# -- agents (wave 2): agents and tools as actors ------------------------------------------
+from understudy.agents import (
+    NOT_RUN,
+    Agent,
+    AgentEvent,
+    AgentReply,
+    AgentTool,
+    Prompt,
+    Resolve,
+    TextDelta,
+    Tool,
+    ToolFinished,
+    ToolStarted,
+)
 from understudy.breaker import Breaker, BreakerInfo, BreakerState, BreakerStateChanged
 from understudy.budgets import Budget, BudgetExhausted, Reservation, Usage
 from understudy.chaos import Chaos, Fault, FaultInjected, InjectedFault
 from understudy.errors import (
     ActorStopped,
+    AgentError,
     BudgetExceeded,
     ChildFailed,
     CircuitOpen,
     CorruptState,
     DeadlineExceeded,
+    DeploymentChanged,
+    EffectInDoubt,
     FallbackExhausted,
     HandlerTimeout,
     IdleTimeout,
     Killed,
     MailboxFull,
+    MaxTurnsExceeded,
     NameTaken,
+    OutputInvalid,
+    OutputTruncated,
     PersistenceError,
     QueueTimeout,
+    Refused,
     RestartIntensityExceeded,
     RuntimeClosed,
     StaleState,
     TimedOut,
+    ToolErrorLimit,
     UnderstudyError,
     UnknownActor,
 )
@@ -74,6 +97,27 @@ from understudy.supervision import (
 __version__ = "0.1.0"
 
 __all__ = [
+    # agents (wave 2)
+    "NOT_RUN",
+    "Agent",
+    "AgentError",
+    "AgentEvent",
+    "AgentReply",
+    "AgentTool",
+    "DeploymentChanged",
+    "EffectInDoubt",
+    "MaxTurnsExceeded",
+    "OutputInvalid",
+    "OutputTruncated",
+    "Prompt",
+    "Refused",
+    "Resolve",
+    "TextDelta",
+    "Tool",
+    "ToolErrorLimit",
+    "ToolFinished",
+    "ToolStarted",
+    # wave 1
     "Chaos",
     "Fault",
     "FaultInjected",

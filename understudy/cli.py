@@ -18,6 +18,7 @@ store) with their version, last update time and state as JSON::
     understudy inspect app.db --actor alice     # only some actors
     understudy inspect app.db --json            # one JSON document, for scripts
     understudy inspect app.db --journal ledger  # an event-sourced actor's journal, in order
+    understudy inspect app.db --conversation c1 # an agent conversation, turn by turn
 
 Exit status: 0 on success, 1 when the command failed (the reason on stderr: an endpoint that
 cannot be reached or answers with something else than a tree, a store that cannot be read),
@@ -130,6 +131,11 @@ def _add_inspect(commands: Any) -> None:
     parser.add_argument(
         "--journal", metavar="NAME", help="print this event-sourced actor's journal instead"
     )
+    parser.add_argument(
+        "--conversation",
+        metavar="NAME",
+        help="print this agent conversation turn by turn, with its token usage",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.set_defaults(handler=_inspect)
 
@@ -138,6 +144,14 @@ def _inspect(args: argparse.Namespace, out: TextIO) -> int:
     from understudy.persistence._inspect import journal_records, schema_version, snapshot_records
 
     try:
+        if args.conversation is not None:  # agents (wave 2)
+            from understudy.agents._inspect import conversation_json, conversation_text
+
+            if args.json:
+                _write_json(out, conversation_json(args.store, args.conversation))
+            else:
+                out.write(conversation_text(args.store, args.conversation))
+            return 0
         if args.journal is not None:
             _print_journal(args, out, journal_records(args.store, args.journal))
             return 0

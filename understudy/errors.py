@@ -254,7 +254,138 @@ class CorruptState(PersistenceError):
         self.detail = detail
 
 
+# -- agents (wave 2) ---------------------------------------------------------------------
+
+
+class AgentError(UnderstudyError):
+    """Base class of the typed outcomes that end an agent's turn without an answer.
+
+    ``conversation`` is the conversation id. Everything the conversation did before the
+    error is committed: the next prompt continues from it.
+    """
+
+    def __init__(self, conversation: str, message: str) -> None:
+        super().__init__(f"conversation {conversation!r}: {message}")
+        self.conversation = conversation
+
+
+class MaxTurnsExceeded(AgentError):
+    """The model still asked for tools after ``max_turns`` model calls for one prompt (the
+    "loop of doom"), and the agent's ``on_max_turns`` is ``"error"``. ``turns`` is the
+    number of model calls made for the prompt."""
+
+    def __init__(self, conversation: str, turns: int) -> None:
+        super().__init__(
+            conversation,
+            f"stopped after {turns} model calls for one prompt (max_turns): the model kept "
+            "calling tools. Raise max_turns, or set on_max_turns='answer' to force a final "
+            "answer on the last turn",
+        )
+        self.turns = turns
+
+
+class Refused(AgentError):
+    """The model declined to answer (``stop_reason == "refusal"``). ``category`` and
+    ``explanation`` come from the response's ``stop_details`` when it has them; ``text`` is
+    what the model said."""
+
+    def __init__(self, conversation: str, text: str, category: str, explanation: str) -> None:
+        why = f" ({category}: {explanation})" if category or explanation else ""
+        super().__init__(conversation, f"the model refused to answer{why}")
+        self.text = text
+        self.category = category
+        self.explanation = explanation
+
+
+class OutputTruncated(AgentError):
+    """The answer was cut off: ``stop_reason`` was ``max_tokens`` (raise the agent's
+    ``max_tokens``) or ``model_context_window_exceeded`` (prune the history: see the
+    agent's ``prepare`` hook). ``text`` is the partial answer."""
+
+    def __init__(self, conversation: str, stop_reason: str, text: str, max_tokens: int) -> None:
+        advice = (
+            f"raise max_tokens (it is {max_tokens})"
+            if stop_reason == "max_tokens"
+            else "the history no longer fits the model's context window; prune it in prepare()"
+        )
+        super().__init__(conversation, f"the answer was cut off ({stop_reason}): {advice}")
+        self.stop_reason = stop_reason
+        self.text = text
+
+
+class ToolErrorLimit(AgentError):
+    """More tool calls failed for one prompt than the agent's ``max_tool_errors``: each
+    failure went back to the model as an ``is_error`` result, and it did not recover.
+    ``errors`` holds the last failures as ``(tool, message)``."""
+
+    def __init__(self, conversation: str, limit: int, errors: list[tuple[str, str]]) -> None:
+        shown = "; ".join(f"{tool}: {message}" for tool, message in errors[-3:])
+        super().__init__(
+            conversation, f"more than {limit} tool calls failed for one prompt (last: {shown})"
+        )
+        self.limit = limit
+        self.errors = errors
+
+
+class OutputInvalid(AgentError):
+    """The model's final answer did not validate against the agent's ``output`` type after
+    ``output_retries`` corrective attempts. ``raw`` is the last raw output (the JSON the
+    model gave, or its text when it gave none), ``error`` why it did not validate."""
+
+    def __init__(self, conversation: str, output: str, attempts: int, raw: str, error: str) -> None:
+        super().__init__(
+            conversation,
+            f"the final answer is not a valid {output} after {attempts} attempts: {error}. "
+            f"Last raw output: {raw[:300]!r}",
+        )
+        self.output = output
+        self.attempts = attempts
+        self.raw = raw
+        self.error = error
+
+
+class EffectInDoubt(AgentError):
+    """A side-effecting tool call may or may not have happened: its intent was committed,
+    no result was, and the tool has no ``reconcile`` (or reconcile could not tell). It is
+    never re-run blindly; the conversation stops here for a human. ``key`` is the call's
+    idempotency key ``conversation:turn:tool_use_id``, ``tool`` the tool's name."""
+
+    def __init__(self, conversation: str, tool: str, key: str, reason: str) -> None:
+        super().__init__(
+            conversation,
+            f"the effect of tool {tool!r} (key {key!r}) is in doubt: {reason}. It was not "
+            "re-run; check the outside world, then record the outcome with "
+            "Resolve(key, result=...) or Resolve(key, failed=...)",
+        )
+        self.tool = tool
+        self.key = key
+        self.reason = reason
+
+
+class DeploymentChanged(AgentError):
+    """A resumed conversation's recorded tool schemas differ from the agent's tools now:
+    the history holds calls made against the old schemas, so it is refused rather than
+    continued on tools that would decode them differently. Start a new conversation, or
+    keep the old tool types until the conversations that use them have finished."""
+
+    def __init__(self, conversation: str, changes: list[str]) -> None:
+        super().__init__(
+            conversation,
+            "its tools changed since it started (" + "; ".join(changes) + "); it was "
+            "refused rather than continued on different tools",
+        )
+        self.changes = changes
+
+
 __all__ = [
+    "AgentError",
+    "DeploymentChanged",
+    "EffectInDoubt",
+    "MaxTurnsExceeded",
+    "OutputInvalid",
+    "OutputTruncated",
+    "Refused",
+    "ToolErrorLimit",
     "BudgetExceeded",
     "FallbackExhausted",
     "CircuitOpen",

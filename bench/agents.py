@@ -1,0 +1,303 @@
+"""Durable agent turns: 100 concurrent conversations of 4 turns (3 tool calls, then an answer).
+
+Every side uses the same ``anthropic.AsyncAnthropic`` client over the same
+``httpx2.MockTransport`` (zero latency) returning the same response bodies: a ``tool_use``
+of a ``lookup`` tool for the first three model calls of a conversation, then a text answer.
+
+understudy: each conversation is an ``us.Agent`` actor (named ``conv-i``) with a read-only
+``us.Tool`` actor; every model response and every tool result is committed to the store
+(group commit, ``synchronous="normal"``) before the loop goes on, so every turn is durable
+before the next.
+
+baselines, in the same run:
+
+- ``memory`` (a): a bare-SDK loop per conversation that keeps the history in a list, calls
+  the tool as a plain function and persists nothing: the floor.
+- ``sqlite`` (b): the same loop plus one execute + commit of the whole conversation (JSON) per
+  turn, what the popular checkpointers do: ``aiosqlite`` on asyncio; on trio, where
+  aiosqlite does not run, stdlib ``sqlite3`` on a worker thread (``anyio.to_thread``), one
+  hop per turn.
+
+Reported: durable turns/s (wall), CPU per turn (process time, µs) and bytes stored per
+conversation (the baseline (a) stores nothing, so that ratio is against (b) only).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import anyio
+import httpx2
+
+import understudy as us
+from bench.harness import Benchmark, Metric, Sample, check
+
+TOOL_TURNS = 3
+
+
+class Lookup(us.Request[str], frozen=True):
+    """Look a word up."""
+
+    word: str
+
+
+class Dictionary(us.Tool):
+    read_only = True
+
+    async def lookup(self, msg: Lookup) -> str:
+        return f"{msg.word}: a word"
+
+
+def lookup(word: str) -> str:
+    return f"{word}: a word"
+
+
+def _body(request: httpx2.Request) -> bytes:
+    payload = json.loads(request.content)
+    turn = sum(1 for m in payload["messages"] if m["role"] == "assistant")
+    usage = {"input_tokens": 100, "output_tokens": 20}
+    if turn < TOOL_TURNS:
+        content: list[dict[str, Any]] = [
+            {"type": "text", "text": "Let me look that up."},
+            {
+                "type": "tool_use",
+                "id": f"toolu_{turn}",
+                "name": "lookup",
+                "input": {"word": f"w{turn}"},
+            },
+        ]
+        stop = "tool_use"
+    else:
+        content = [{"type": "text", "text": "All three words are words."}]
+        stop = "end_turn"
+    return json.dumps(
+        {
+            "id": "msg_1",
+            "type": "message",
+            "role": "assistant",
+            "model": "claude-fake",
+            "content": content,
+            "stop_reason": stop,
+            "stop_sequence": None,
+            "usage": usage,
+        }
+    ).encode()
+
+
+def handler(request: httpx2.Request) -> httpx2.Response:
+    return httpx2.Response(
+        200, content=_body(request), headers={"content-type": "application/json"}
+    )
+
+
+def client() -> anthropic.AsyncAnthropic:
+    return anthropic.AsyncAnthropic(
+        api_key="bench",
+        max_retries=0,
+        http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(handler)),
+    )
+
+
+class SDKModel:
+    """The SDK's ``messages.create`` as an agent's model (no budget: none is open)."""
+
+    name = "claude-fake"
+
+    def __init__(self, sdk: anthropic.AsyncAnthropic) -> None:
+        self.sdk = sdk
+
+    async def create(self, **params: Any) -> Any:
+        return await self.sdk.messages.create(model=self.name, **params)
+
+
+TOOLS = [
+    {
+        "name": "lookup",
+        "description": "Look a word up.",
+        "input_schema": {
+            "type": "object",
+            "properties": {"word": {"type": "string"}},
+            "required": ["word"],
+        },
+    }
+]
+
+
+def _sample(turns: int, wall: float, cpu: float, stored: int, conversations: int) -> Sample:
+    return {
+        "turns_per_s": turns / wall,
+        "cpu_us": cpu / turns * 1e6,
+        "bytes": stored / conversations,
+    }
+
+
+async def ours(conversations: int) -> Sample:
+    sdk = client()
+
+    class Reader(us.Agent):
+        model = SDKModel(sdk)
+        system = "You look words up."
+        tools = ("dictionary",)
+        max_tokens = 256
+
+    with tempfile.TemporaryDirectory() as tmp:
+        async with us.Runtime(store=Path(tmp) / "agents.db") as rt:
+            await rt.spawn(Dictionary, name="dictionary")
+            refs = [await rt.spawn(Reader, name=f"conv-{i}") for i in range(conversations)]
+            replies: list[us.AgentReply] = []
+
+            async def one(ref: us.Ref) -> None:
+                replies.append(await ref.ask(us.Prompt("Look up three words.")))
+
+            wall, cpu = time.perf_counter(), time.process_time()
+            async with anyio.create_task_group() as group:
+                for ref in refs:
+                    group.start_soon(one, ref)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            assert rt.store is not None
+            stored = rt.store.stats.bytes_written
+    check({r.turns for r in replies}, {TOOL_TURNS + 1}, "model calls per conversation")
+    return _sample(conversations * (TOOL_TURNS + 1), wall, cpu, stored, conversations)
+
+
+async def _loop(sdk: anthropic.AsyncAnthropic, commit: Any, key: str) -> int:
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "Look up three words."}]
+    turns = 0
+    while True:
+        reply = await sdk.messages.create(
+            model="claude-fake",
+            max_tokens=256,
+            system="You look words up.",
+            tools=TOOLS,  # type: ignore[arg-type]
+            messages=messages,  # type: ignore[arg-type]
+        )
+        turns += 1
+        messages.append({"role": "assistant", "content": [b.model_dump() for b in reply.content]})
+        if reply.stop_reason != "tool_use":
+            await commit(key, messages)
+            return turns
+        results = [
+            {"type": "tool_result", "tool_use_id": b.id, "content": lookup(b.input["word"])}
+            for b in reply.content
+            if b.type == "tool_use"
+        ]
+        messages.append({"role": "user", "content": results})
+        await commit(key, messages)
+
+
+async def _baseline(conversations: int, commit: Any) -> tuple[float, float, list[int]]:
+    sdk = client()
+    turns: list[int] = []
+
+    async def one(i: int) -> None:
+        turns.append(await _loop(sdk, commit, f"conv-{i}"))
+
+    wall, cpu = time.perf_counter(), time.process_time()
+    async with anyio.create_task_group() as group:
+        for i in range(conversations):
+            group.start_soon(one, i)
+    return time.perf_counter() - wall, time.process_time() - cpu, turns
+
+
+async def memory(conversations: int) -> Sample:
+    async def nothing(key: str, messages: list[dict[str, Any]]) -> None:
+        return None
+
+    wall, cpu, turns = await _baseline(conversations, nothing)
+    check(set(turns), {TOOL_TURNS + 1}, "model calls per conversation")
+    return _sample(sum(turns), wall, cpu, 0, conversations) | {"bytes": 1.0}
+
+
+CREATE = "CREATE TABLE IF NOT EXISTS conversations (id TEXT PRIMARY KEY, data TEXT NOT NULL)"
+UPSERT = "INSERT OR REPLACE INTO conversations (id, data) VALUES (?, ?)"
+
+
+async def sqlite(conversations: int) -> Sample:
+    stored = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "checkpoints.db")
+        setup = sqlite3.connect(path)
+        setup.execute("PRAGMA journal_mode = WAL")
+        setup.execute(CREATE)
+        setup.close()
+        try:
+            import sniffio
+
+            backend = sniffio.current_async_library()
+        except Exception:  # pragma: no cover
+            backend = "asyncio"
+        if backend == "asyncio":
+            import aiosqlite
+
+            async with aiosqlite.connect(path) as db:
+                await db.execute("PRAGMA synchronous = NORMAL")
+
+                async def commit(key: str, messages: list[dict[str, Any]]) -> None:
+                    nonlocal stored
+                    data = json.dumps(messages)
+                    stored += len(data)
+                    await db.execute(UPSERT, (key, data))
+                    await db.commit()
+
+                wall, cpu, turns = await _baseline(conversations, commit)
+        else:
+            conn = sqlite3.connect(path, check_same_thread=False)
+            conn.execute("PRAGMA synchronous = NORMAL")
+            lock = anyio.Lock()
+
+            def write(key: str, data: str) -> None:
+                conn.execute(UPSERT, (key, data))
+                conn.commit()
+
+            async def commit(key: str, messages: list[dict[str, Any]]) -> None:
+                nonlocal stored
+                data = json.dumps(messages)
+                stored += len(data)
+                async with lock:  # one connection, one writer (as aiosqlite's thread)
+                    await anyio.to_thread.run_sync(write, key, data)
+
+            try:
+                wall, cpu, turns = await _baseline(conversations, commit)
+            finally:
+                conn.close()
+    check(set(turns), {TOOL_TURNS + 1}, "model calls per conversation")
+    return _sample(sum(turns), wall, cpu, stored, conversations)
+
+
+TURNS = Metric("turns_per_s", "durable agent turns/s", "turns/s", True)
+CPU = Metric("cpu_us", "CPU per turn", "µs", False, fmt="{:,.0f}")
+BYTES = Metric("bytes", "bytes stored per conversation (4 turns)", "B", False)
+
+VS_MEMORY = Benchmark(
+    name="agents_memory",
+    title="agent turns, durable, vs (a) a bare-SDK loop persisting nothing",
+    metrics=(
+        Metric("turns_per_s", TURNS.label, TURNS.unit, True, target=0.85),
+        Metric("cpu_us", CPU.label, CPU.unit, False, target=1.3),
+    ),
+    ours=ours,
+    baseline=memory,
+    sizes={"conversations": 100},
+    quick_sizes={"conversations": 10},
+)
+
+VS_SQLITE = Benchmark(
+    name="agents_sqlite",
+    title="agent turns, durable, vs (b) the same loop + one SQLite commit of the conversation "
+    "per turn",
+    metrics=(
+        Metric("turns_per_s", TURNS.label, TURNS.unit, True, target=1.5),
+        Metric("cpu_us", CPU.label, CPU.unit, False),
+        Metric("bytes", BYTES.label, BYTES.unit, False, target=1.0),
+    ),
+    ours=ours,
+    baseline=sqlite,
+    sizes={"conversations": 100},
+    quick_sizes={"conversations": 10},
+)
