@@ -126,6 +126,7 @@ class Runtime:
             on=self.metered,
             endpoint=check_endpoint(metrics),
             registry=metrics_registry,
+            runtime=self,
         )
         """This runtime's Prometheus metrics, endpoint and ASGI app."""
         self.resilience = ResilienceMetrics()
@@ -134,14 +135,22 @@ class Runtime:
             store if store is None or isinstance(store, Store) else Store(store)
         )
         """The persistent actors' store (None: no persistence)."""
+        self._store_path = None if store is None or isinstance(store, Store) else store
+        self._running = False  # web: between __aenter__ and the end of __aexit__
 
     # -- lifecycle --
 
     async def __aenter__(self) -> Runtime:
+        if self._running:
+            raise RuntimeError("this Runtime is already running; leave it before entering again")
         if self._entered:
-            raise RuntimeError("a Runtime can be entered once; make a new one")
-        self._entered = True
-        await self.metrics.bind()  # ValueError: shared registry taken; OSError: cannot listen
+            self._enter_again()
+        self._entered = self._running = True
+        try:
+            await self.metrics.bind()  # ValueError: registry taken; OSError: cannot listen
+        except BaseException:
+            self._running = False
+            raise
         self.metrics.add_source(self.resilience)
         if self._loop_clock:
             self.clock, self.watchdog.offset = _event_loop_clock()
@@ -155,6 +164,7 @@ class Runtime:
                 try:
                     await self._task_group.__aexit__(None, None, None)
                 finally:
+                    self._running = False
                     await self.metrics.aclose()
                 raise
             self.metrics.add_source(StoreCollector(self.store))
@@ -197,10 +207,37 @@ class Runtime:
             try:
                 await task_group.__aexit__(None, None, None)
             finally:
+                self._running = False
                 await self.metrics.aclose()
         if self._fatal is not None and not self._fatal_reported and exc_type is None:
             raise self._fatal
         return None
+
+    def _enter_again(self) -> None:
+        """Fresh per-run state for a runtime entered again after it exited (a host's test
+        client starting its app twice). Counters, dead-letter counts and the registry carry
+        on; the store is reopened from its path."""
+        if self.store is not None:
+            if self._store_path is None:
+                raise RuntimeError(
+                    "a Runtime given a Store object can be entered once (a Store opens once): "
+                    "pass the store's path instead, or make a new Runtime"
+                )
+            self.store = Store(self._store_path)
+        events = EventStream()
+        events.dropped = self.events.dropped
+        self.events = self.metrics.events = events
+        self.watchdog = Watchdog(self)
+        self.shutting_down = False
+        self._fatal = None
+        self._fatal_reported = False
+        self._roots.clear()
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The error a root supervisor gave up with while the runtime runs, else None (the
+        readiness probe's reason). Never blocks."""
+        return self._fatal
 
     async def _stop_all(self) -> None:
         while self._top:
