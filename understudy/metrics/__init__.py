@@ -143,6 +143,12 @@ class Metrics:
         return self._server.address if self._server is not None else None
 
     @property
+    def server(self) -> Server | None:
+        """The HTTP endpoint's :class:`~understudy.web.Server` while it serves (its ``open``,
+        ``refused`` and ``accept_errors`` counts), else None."""
+        return self._server
+
+    @property
     def url(self) -> str | None:
         """``http://host:port`` of the endpoint while it serves, else None."""
         if self._server is None:

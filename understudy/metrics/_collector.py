@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Literal
 
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.utils import floatToGoString
+from prometheus_client.utils import floatToGoString as _go_float
 
 from understudy.events import DEAD_LETTER_REASONS
 from understudy.meter import BUCKETS, Meter, clock
@@ -46,6 +46,13 @@ CHUNK = 1000
 """Actors written per chunk of a family's text (the event loop runs between chunks)."""
 
 _HANDLER_TIMEOUTS = ("timeout", "idle_timeout")
+
+
+def floatToGoString(value: float) -> str:
+    """``prometheus_client``'s formatting of a float (Go's), typed."""
+    text: str = _go_float(value)  # type: ignore[no-untyped-call]
+    return text
+
 
 _BOUNDS = (*(floatToGoString(bound) for bound in BUCKETS), "+Inf")
 
@@ -240,7 +247,9 @@ def _histogram(
     yield f"{name}_sum{{{label}}} {number(seconds)}\n"
 
 
-def _outcomes(handled: int, errors: int, cut: int, rejected: int, on: bool) -> Iterator[tuple]:
+def _outcomes(
+    handled: int, errors: int, cut: int, rejected: int, on: bool
+) -> Iterator[tuple[str, int]]:
     """``(outcome, count)`` of one label's messages: ``ok`` always (when metered), the
     others once non-zero."""
     if on:
@@ -508,7 +517,7 @@ class Scrape:
             )
 
         def messages_rows() -> str:
-            lines = []
+            lines: list[str] = []
             for e, label in labels:
                 t = shared[label]
                 handled = _histogram_count(t.handled_fast, t.handled_slow)
@@ -644,13 +653,13 @@ class Scrape:
             _HEADS["understudy_supervisor_give_ups"],
             lambda e, cell: (
                 f'understudy_supervisor_give_ups_total{{actor="{e}"}} '
-                f"{number(cell.meter.give_ups)}\n"
+                f"{number(cell.meter.give_ups or 0)}\n"
                 if cell.meter.give_ups is not None
                 else ""
             ),
             lambda: "".join(
                 f'understudy_supervisor_give_ups_total{{actor="{e}"}} '
-                f"{number(shared[label].give_ups)}\n"
+                f"{number(shared[label].give_ups or 0)}\n"
                 for e, label in labels
                 if shared[label].give_ups is not None
             ),

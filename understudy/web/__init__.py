@@ -12,9 +12,9 @@ connections (one more is answered 503 and closed), idle connections closed after
 concurrent scrapes sharing one build.
 """
 
-from understudy.web._app import MAX_BODY, app_of
+from understudy.web._app import MAX_BODY, MAX_HEAD, app_of
 from understudy.web._health import Health, RootInfo, liveness, readiness
-from understudy.web._server import IDLE_TIMEOUT, MAX_CONNECTIONS, MAX_HEAD, Server
+from understudy.web._server import IDLE_TIMEOUT, MAX_CONNECTIONS, Server
 
 __all__ = [
     "IDLE_TIMEOUT",

@@ -18,12 +18,14 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from understudy.metrics._collector import label_value
 from understudy.metrics._tree import ActorInfo
 from understudy.web._health import Health, liveness, readiness
 
 if TYPE_CHECKING:
     from understudy.metrics import Metrics
+
+MAX_HEAD = 8192
+"""Largest request headers accepted, in bytes (431 beyond)."""
 
 MAX_BODY = 65536
 """Largest request body accepted (the app serves no body; larger ones get 413)."""
@@ -56,28 +58,22 @@ def _json(status: int, body: Health) -> Response:
 
 
 def _clean(info: ActorInfo) -> ActorInfo:
-    """``info`` with names that JSON can carry (a lone surrogate spelled out)."""
+    """``info`` with names that JSON can carry (a lone surrogate spelled ``\\udXXX``)."""
     return msgspec.structs.replace(
         info,
-        name=label_value(info.name) if not _encodable(info.name) else info.name,
-        actor_class=info.actor_class
-        if _encodable(info.actor_class)
-        else label_value(info.actor_class),
+        name=_spelled(info.name),
+        actor_class=_spelled(info.actor_class),
         children=[_clean(child) for child in info.children],
     )
 
 
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+def _spelled(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-class _BoundedBody:
-    """Refuses a request whose body is over :data:`MAX_BODY` (or of unknown length) with 413
-    before it reaches a route."""
+class _Bounded:
+    """Refuses a request whose headers are over ``MAX_HEAD`` bytes (431) or whose body is
+    over :data:`MAX_BODY` or of unknown length (413), before it reaches a route."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -86,11 +82,21 @@ class _BoundedBody:
         if scope["type"] == "http":
             length = b"0"
             chunked = False
+            size = 0
             for name, value in scope.get("headers", ()):
+                size += len(name) + len(value) + 4
                 if name == b"content-length":
                     length = value
                 elif name == b"transfer-encoding":
                     chunked = True
+            if size > MAX_HEAD:
+                response = PlainTextResponse(
+                    f"request headers over {MAX_HEAD} bytes are refused\n",
+                    431,
+                    headers={"connection": "close"},
+                )
+                await response(scope, receive, send)
+                return
             if chunked or not length.isdigit() or int(length) > MAX_BODY:
                 response = PlainTextResponse(
                     f"request bodies over {MAX_BODY} bytes (or of unknown length) are refused\n",
@@ -135,4 +141,4 @@ def app_of(metrics: Metrics) -> ASGIApp:
         ],
         exception_handlers={404: not_found},
     )
-    return _BoundedBody(app)
+    return _Bounded(app)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 Status = Literal["alive", "ready", "stopping", "stopped", "failed"]
 
 
-class RootInfo(msgspec.Struct, frozen=True):
+class RootInfo(msgspec.Struct, frozen=True, omit_defaults=True):
     """A root supervisor: its name (or id) and state (``running``, ``stopped``...)."""
 
     name: str

@@ -12,12 +12,15 @@ only place that asks which backend runs (hypercorn has one worker per backend).
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import socket
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import sniffio
+
+from understudy.web._app import MAX_HEAD
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
@@ -27,8 +30,6 @@ logger = logging.getLogger("understudy.web")
 IDLE_TIMEOUT = 30
 """Seconds a connection may stay idle (or wait for the rest of a request) before it is closed."""
 
-MAX_HEAD = 8192
-"""Largest request line plus headers accepted, in bytes (hypercorn's incomplete-request bound)."""
 
 MAX_CONNECTIONS = 256
 """Open connections served at once; one beyond it is answered 503 and closed at once."""
@@ -56,7 +57,7 @@ _REFUSAL = (
 )
 
 
-def _config(max_connections: int) -> Any:
+def _config() -> Any:
     from hypercorn.config import Config
 
     config = Config()
@@ -93,10 +94,11 @@ class Server:
 
     @classmethod
     def bind(
-        cls, app: ASGIApp, host: str, port: int, *, max_connections: int = MAX_CONNECTIONS
+        cls, app: ASGIApp, host: str, port: int, *, max_connections: int | None = None
     ) -> Server:
-        """Listen on ``host:port`` (port 0: a free one). Raises ``OSError`` when it cannot
-        (address in use, unknown host). Never blocks for long (a name lookup at most)."""
+        """Listen on ``host:port`` (port 0: a free one); ``max_connections`` defaults to
+        :data:`MAX_CONNECTIONS`. Raises ``OSError`` when it cannot (address in use, unknown
+        host). Never blocks for long (a name lookup at most)."""
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         family, kind, proto, _, address = infos[0]
         sock = socket.socket(family, kind, proto)
@@ -108,7 +110,7 @@ class Server:
         except BaseException:
             sock.close()
             raise
-        return cls(app, sock, max_connections)
+        return cls(app, sock, MAX_CONNECTIONS if max_connections is None else max_connections)
 
     def close(self) -> None:
         """Stop listening (idempotent). Connections still open end with the serve task."""
@@ -117,7 +119,7 @@ class Server:
     async def serve(self) -> None:
         """Accept and serve connections until cancelled. Never raises but cancellation:
         an error accepting or serving a connection is logged and the loop goes on."""
-        config = _config(self.max_connections)
+        config = _config()
         try:
             async with anyio.create_task_group() as connections:
                 while True:
@@ -168,24 +170,54 @@ class Server:
             conn.close()
 
 
+# hypercorn's per-connection servers keep a connection whose client closed it while idle
+# until the keep-alive timer runs out (the end of input does not stop that timer): with a
+# connection cap, closed connections would hold slots for IDLE_TIMEOUT seconds. These
+# subclasses stop the timer once input ends.
+
+
+@functools.cache
+def _asyncio_connection() -> Any:
+    from hypercorn.asyncio.tcp_server import TCPServer
+
+    class Connection(TCPServer):
+        async def _read_data(self) -> None:
+            await super()._read_data()
+            await self.idle_task.stop()
+
+    return Connection
+
+
+@functools.cache
+def _trio_connection() -> Any:
+    from hypercorn.trio.tcp_server import TCPServer
+
+    class Connection(TCPServer):
+        async def _read_data(self) -> None:
+            await super()._read_data()
+            await self.idle_task.stop()
+
+    return Connection
+
+
 async def _serve_asyncio(app: ASGIApp, config: Any, conn: socket.socket) -> None:
     import asyncio
 
     from hypercorn.app_wrappers import ASGIWrapper
-    from hypercorn.asyncio.tcp_server import TCPServer
     from hypercorn.asyncio.worker_context import WorkerContext
 
     reader, writer = await asyncio.open_connection(sock=conn, limit=MAX_HEAD * 2)
     loop = asyncio.get_running_loop()
-    await TCPServer(ASGIWrapper(app), loop, config, WorkerContext(None), {}, reader, writer)
+    connection = _asyncio_connection()
+    wrapped = ASGIWrapper(app)  # type: ignore[arg-type]  # Starlette's and hypercorn's ASGI types
+    await connection(wrapped, loop, config, WorkerContext(None), {}, reader, writer)
 
 
 async def _serve_trio(app: ASGIApp, config: Any, conn: socket.socket) -> None:
     import trio
-
     from hypercorn.app_wrappers import ASGIWrapper
-    from hypercorn.trio.tcp_server import TCPServer
     from hypercorn.trio.worker_context import WorkerContext
 
     stream = trio.SocketStream(trio.socket.from_stdlib_socket(conn))
-    await TCPServer(ASGIWrapper(app), config, WorkerContext(None), {}, stream)
+    wrapped = ASGIWrapper(app)  # type: ignore[arg-type]  # Starlette's and hypercorn's ASGI types
+    await _trio_connection()(wrapped, config, WorkerContext(None), {}, stream)
