@@ -120,6 +120,9 @@ class Metrics:
         """Latency histograms of stopped actors, by class."""
         self.scrape_errors = 0
         """Actors left out of a scrape because reading them failed."""
+        self.escaped_labels: dict[int, str] = {}
+        """Named live actors' ``actor`` label as the text format writes it, by cell id
+        (computed at their first scrape, dropped when they stop)."""
         self.actor_metrics: list[ActorMetric] = []
         self._retired_extra: dict[str, dict[str, float]] = {}
         self._sources: list[Collector] = []
@@ -301,6 +304,7 @@ class Metrics:
         """A cell stopped for good: fold its counters into its label's retired totals."""
         if self.cells.pop(cell.id, None) is None:
             return
+        self.escaped_labels.pop(cell.id, None)
         label = label_of(cell)
         totals = self.retired.get(label)
         if totals is None:

@@ -391,6 +391,7 @@ class Scrape:
         classes = self.classes
         single = self.single
         rare = self.rare
+        labels = metrics.escaped_labels
         cells = list(metrics.cells.values())
         unnamed = {cell.actor_class.__qualname__ for cell in cells if cell.name is None}
         for i in range(0, len(cells), CHUNK):
@@ -412,7 +413,10 @@ class Scrape:
                         hist.add_histograms(meter)
                     name = cell.name
                     if name is not None and name not in shared and name not in unnamed:
-                        entry = (label_value(name), cell)
+                        escaped = labels.get(cell.id)
+                        if escaped is None:
+                            escaped = labels[cell.id] = label_value(name)
+                        entry = (escaped, cell)
                         single.append(entry)
                         if (
                             meter.restarts
@@ -471,12 +475,18 @@ class Scrape:
             line: Callable[[str, Cell], str],
             rows: Callable[[], str],
             cells: list[tuple[str, Cell]],
+            batch: Callable[[list[tuple[str, Cell]]], list[str]] | None = None,
         ) -> Iterator[str]:
+            """A family's text: ``rows`` (shared labels), then ``line`` per cell, a chunk at
+            a time (``batch`` does a chunk's lines at once: the fast path)."""
             parts = [head, rows()]
             for i in range(0, len(cells), CHUNK):
                 part = cells[i : i + CHUNK]
                 try:
-                    parts.append("".join([line(e, cell) for e, cell in part]))
+                    if batch is not None:
+                        parts.append("".join(batch(part)))
+                    else:
+                        parts.append("".join([line(e, cell) for e, cell in part]))
                 except Exception:  # find the one that fails, keep the others
                     for e, cell in part:
                         try:
@@ -499,7 +509,17 @@ class Scrape:
                 for state, n in sorted(shared[label].states.items())
             )
 
-        yield from family(_HEADS["understudy_actors"], actors_line, actors_rows, single)
+        def actors_batch(part: list[tuple[str, Cell]]) -> list[str]:
+            return [
+                f'understudy_actors{{actor="{e}",state="running"}} 1.0\n'
+                if c.instance is not None and not c.terminated
+                else actors_line(e, c)
+                for e, c in part
+            ]
+
+        yield from family(
+            _HEADS["understudy_actors"], actors_line, actors_rows, single, actors_batch
+        )
 
         def messages_line(e: str, cell: Cell) -> str:
             meter = cell.meter
@@ -528,7 +548,23 @@ class Scrape:
                 )
             return "".join(lines)
 
-        yield from family(_HEADS["understudy_messages"], messages_line, messages_rows, single)
+        def messages_batch(part: list[tuple[str, Cell]]) -> list[str]:
+            if not on:
+                return [messages_line(e, c) for e, c in part]
+            return [
+                f'understudy_messages_total{{actor="{e}",outcome="ok"}} {m.handled_fast}.0\n'
+                if m.handled_slow is None
+                and not m.errors
+                and not m.rejected
+                and m.handled_fast < 1_000_000
+                else messages_line(e, c)
+                for e, c in part
+                for m in (c.meter,)
+            ]
+
+        yield from family(
+            _HEADS["understudy_messages"], messages_line, messages_rows, single, messages_batch
+        )
 
         if on:
             for name, fast, slow, seconds in (
@@ -571,6 +607,12 @@ class Scrape:
             ),
             gauge_rows("understudy_mailbox_depth", lambda t: t.depth),
             single,
+            lambda part: [
+                f'understudy_mailbox_depth{{actor="{e}"}} {d}.0\n'
+                if (d := len(c.mailbox.queue)) < 1_000_000
+                else f'understudy_mailbox_depth{{actor="{e}"}} {_count(d)}\n'
+                for e, c in part
+            ],
         )
         yield from family(
             _HEADS["understudy_mailbox_capacity"],
@@ -579,6 +621,12 @@ class Scrape:
             ),
             gauge_rows("understudy_mailbox_capacity", lambda t: t.capacity),
             single,
+            lambda part: [
+                f'understudy_mailbox_capacity{{actor="{e}"}} {n}.0\n'
+                if (n := c.mailbox.capacity) < 1_000_000
+                else f'understudy_mailbox_capacity{{actor="{e}"}} {_count(n)}\n'
+                for e, c in part
+            ],
         )
 
         def fill_line(e: str, cell: Cell) -> str:
@@ -593,6 +641,12 @@ class Scrape:
             fill_line,
             gauge_rows("understudy_mailbox_fill_ratio", lambda t: t.fill),
             single,
+            lambda part: [
+                f'understudy_mailbox_fill_ratio{{actor="{e}"}} 0.0\n'
+                if not c.mailbox.queue
+                else fill_line(e, c)
+                for e, c in part
+            ],
         )
 
         def by_reason(name: str, key: str, field: str) -> Callable[[str, Cell], str]:
