@@ -1,4 +1,4 @@
-"""The metrics scrape: its cost per named actor, and asks while a storm of scrapes hits the endpoint.
+"""The metrics scrape: its cost per named actor, and asks while scrapes storm the endpoint.
 
 scrape (``SCRAPE``): a runtime with N named actors, each of which handled one ask, is scraped
 as the endpoint does it (``await rt.metrics.scrape()``, the chunked, coalesced build).
@@ -69,7 +69,8 @@ async def scrape_ours(actors: int) -> Sample:
 
 async def scrape_budget(actors: int) -> Sample:
     """The budget, scaled to the size measured (100 ms and 5 MB per 10,000 named actors)."""
-    return {"ms": 100.0 * actors / 10_000, "mb": 5.0 * actors / 10_000, "text": 5.0 * actors / 10_000}
+    share = actors / 10_000
+    return {"ms": 100.0 * share, "mb": 5.0 * share, "text": 5.0 * share}
 
 
 SCRAPE = Benchmark(
@@ -135,8 +136,10 @@ async def storm(actors: int, scrapes: int, asks: int) -> Sample:
         for i, ref in enumerate(refs):
             check(await ref.ask(Ping(i)), i, "ask")
         url = f"{rt.metrics.url}/metrics"
-        async with await anyio.open_process([sys.executable, "-c", LOAD, url, str(scrapes)]) as load:
-            assert load.stdout is not None and load.stdin is not None
+        command = [sys.executable, "-c", LOAD, url, str(scrapes)]
+        async with await anyio.open_process(command) as load:
+            assert load.stdout is not None
+            assert load.stdin is not None
             lines = TextReceiveStream(load.stdout)
             buffered = ""
             while "ready" not in buffered:

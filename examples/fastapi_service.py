@@ -80,6 +80,19 @@ async def unavailable(request: Request, exc: Exception) -> JSONResponse:
 # ------------------------------------------------------------------- the self-demonstration
 
 
+async def until_back_or_gone(client: httpx.AsyncClient) -> None:
+    """Poll /runtime/tree until the catalog runs again or the tree is gone."""
+    with anyio.fail_after(5):
+        while True:
+            tree = (await client.get("/runtime/tree")).json()
+            if not tree:
+                return
+            children = tree[0]["children"]
+            if children and children[0]["state"] == "running":
+                return
+            await anyio.sleep(0.01)
+
+
 async def demo() -> None:
     from hypercorn.config import Config
 
@@ -134,14 +147,9 @@ async def drive(url: str, config: object, stop: anyio.Event) -> None:
             for _ in range(3):  # two restarts are allowed, the third crash makes app give up
                 with contextlib.suppress(us.UnderstudyError):
                     await runtime.ref("catalog").tell(Break())
-                with anyio.fail_after(5):
-                    while True:
-                        tree = (await client.get("/runtime/tree")).json()
-                        if not tree or tree[0]["children"] and tree[0]["children"][0]["state"] == "running":
-                            break
-                        await anyio.sleep(0.01)
+                await until_back_or_gone(client)
             with anyio.fail_after(10):
-                while (await client.get("/runtime/readyz")).status_code == 200:
+                while (await client.get("/runtime/readyz")).status_code == 200:  # noqa: ASYNC110
                     await anyio.sleep(0.01)
             ready = await client.get("/runtime/readyz")
             alive = await client.get("/runtime/healthz")

@@ -113,8 +113,10 @@ def test_a_host_test_client_can_start_the_fastapi_app_twice() -> None:
 
     from starlette.testclient import TestClient
 
-    spec = importlib.util.spec_from_file_location("fastapi_service", EXAMPLES / "fastapi_service.py")
-    assert spec is not None and spec.loader is not None
+    path = EXAMPLES / "fastapi_service.py"
+    spec = importlib.util.spec_from_file_location("fastapi_service", path)
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     for _ in range(2):  # each `with` runs the lifespan: the runtime is entered again
