@@ -7,6 +7,8 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+import sys
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -404,3 +406,16 @@ async def test_a_runtime_can_be_entered_again_and_counts_on(tmp_path: Any) -> No
     with pytest.raises(RuntimeError, match="Store object"):
         async with given:
             pass
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # the script runs both backends itself
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+async def test_running_out_of_descriptors_through_the_endpoint_never_ends_the_runtime(
+    backend: str,
+) -> None:
+    script = Path(__file__).parent / "web_fd_exhaustion.py"
+    with anyio.fail_after(60):
+        result = await anyio.run_process([sys.executable, str(script), backend], check=False)
+    out = result.stdout.decode()
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    assert out.strip() == "accept_errors>0=True ask=pong served_after=True"
