@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import understudy as us
 from understudy.metrics import ActorMetric
 from understudy.metrics._collector import label_value
-from understudy.web import _server
+from understudy.web import MAX_BODY, _server
 
 pytestmark = pytest.mark.anyio
 
@@ -108,7 +108,7 @@ async def test_asgi_app_is_one_app_and_the_endpoint_serves_it() -> None:
 
 async def test_a_body_over_the_bound_is_refused_before_any_route() -> None:
     async with us.Runtime() as rt, client(rt) as http:
-        big = await http.post("/metrics", content=b"x" * (us.web.MAX_BODY + 1))
+        big = await http.post("/metrics", content=b"x" * (MAX_BODY + 1))
 
         async def body() -> Any:
             yield b"x"

@@ -69,9 +69,10 @@ class Runtime:
     use ``rt.clock()`` to compare with deadlines such as ``ctx.deadline``).
 
     ``metrics``: True (default) keeps per-message counters for :attr:`metrics`; a
-    ``(host, port)`` tuple also serves ``/metrics`` and ``/tree`` over HTTP there while the
-    runtime runs (port 0 picks a free port, see ``rt.metrics.address``; binding fails
-    ``async with`` with ``OSError``); False turns per-message accounting off (messages,
+    ``(host, port)`` tuple also serves the runtime's ASGI app (``/metrics``, ``/tree``,
+    ``/healthz``, ``/readyz``; see :mod:`understudy.web`) over HTTP there with hypercorn
+    while the runtime runs (port 0 picks a free port, see ``rt.metrics.address``; binding
+    fails ``async with`` with ``OSError``); False turns per-message accounting off (messages,
     handler durations and mailbox waits are then not exported). ``metrics_registry`` is
     the ``prometheus_client`` registry to report into (default: a new one per runtime);
     a registry holds one running runtime at a time (entering another raises ``ValueError``).
@@ -80,6 +81,10 @@ class Runtime:
     missing) or a :class:`~understudy.Store` for non-default settings; ``None`` (default)
     means no persistence. The runtime opens the store when it starts and closes it after
     every actor stopped.
+
+    A runtime that exited can be entered again (a host's lifespan started twice): counters
+    and the registry carry on, the store is reopened from its path (a runtime given a
+    ``Store`` object can be entered once). Entering a running runtime raises ``RuntimeError``.
     """
 
     def __init__(
