@@ -419,3 +419,27 @@ async def test_running_out_of_descriptors_through_the_endpoint_never_ends_the_ru
     out = result.stdout.decode()
     assert result.returncode == 0, result.stderr.decode()[-3000:]
     assert out.strip() == "accept_errors>0=True ask=pong served_after=True"
+
+
+async def test_a_scrape_whose_caller_is_cancelled_is_not_shared_half_built() -> None:
+    async with us.Runtime() as rt:
+        for i in range(5_000):  # five chunks: the build checkpoints four times
+            await rt.spawn(Echo, name=f"echo-{i}")
+        whole = b"".join(await rt.metrics.scrape())
+        got: list[bytes] = []
+        scope = anyio.CancelScope()
+
+        async def builder() -> None:
+            with scope:
+                await rt.metrics.scrape()
+
+        async def patient() -> None:
+            got.append(b"".join(await rt.metrics.scrape()))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(builder)
+            tg.start_soon(patient)
+            await anyio.sleep(0)  # the build began and the patient one waits on it
+            scope.cancel()  # the build's own caller goes away mid-build
+    assert scope.cancelled_caught
+    assert got == [whole]

@@ -217,9 +217,11 @@ class Metrics:
         scrape storm costs one scrape). Never raises for one actor or source that cannot be
         read: it is left out, logged and counted in ``understudy_scrape_errors_total``."""
         pending = self._scraping
-        if pending is not None:
+        while pending is not None:
             await pending.done.wait()
-            return pending.chunks
+            if pending.complete:
+                return pending.chunks
+            pending = self._scraping  # its caller was cancelled mid-build: build anew
         pending = self._scraping = _SharedScrape()
         try:
             scrape = Scrape(self)
@@ -230,6 +232,7 @@ class Metrics:
                     pending.chunks.append(chunk.encode("utf-8"))
             scrape.report()
             pending.chunks.append(self._sources_text())
+            pending.complete = True
         finally:
             self._scraping = None
             pending.done.set()
@@ -329,6 +332,7 @@ class _SharedScrape:
 
     def __init__(self) -> None:
         self.done = anyio.Event()
+        self.complete = False
         self.chunks: list[bytes] = []
 
 
