@@ -439,7 +439,7 @@ async def test_a_scrape_whose_caller_is_cancelled_is_not_shared_half_built() -> 
         async with anyio.create_task_group() as tg:
             tg.start_soon(builder)
             tg.start_soon(patient)
-            await anyio.sleep(0)  # the build began and the patient one waits on it
+            await anyio.lowlevel.checkpoint()  # the build began and the patient one waits on it
             scope.cancel()  # the build's own caller goes away mid-build
     assert scope.cancelled_caught
     assert got == [whole]
