@@ -397,19 +397,36 @@ class Scrape:
         for i in range(0, len(cells), CHUNK):
             if i:
                 yield None
+            # the latency histograms of a run of cells of one class (the common case: many
+            # actors of one class in spawn order) are summed in locals, then added
+            hist: Totals | None = None
+            last: type | None = None
+            fast = waited = 0
+            seconds = wait_seconds = 0.0
             for cell in cells[i : i + CHUNK]:
                 try:
-                    cls = cell.actor_class.__qualname__
-                    hist = classes.get(cls)
-                    if hist is None:
-                        hist = classes[cls] = Totals()
                     meter = cell.meter
+                    actor_class = cell.actor_class
+                    if actor_class is not last:
+                        if hist is not None:
+                            hist.handled_fast += fast
+                            hist.handled_seconds += seconds
+                            hist.wait_fast += waited
+                            hist.wait_seconds += wait_seconds
+                            fast = waited = 0
+                            seconds = wait_seconds = 0.0
+                        cls = actor_class.__qualname__
+                        hist = classes.get(cls)
+                        if hist is None:
+                            hist = classes[cls] = Totals()
+                        last = actor_class
                     if meter.handled_slow is None and meter.wait_slow is None:
-                        hist.handled_fast += meter.handled_fast
-                        hist.handled_seconds += meter.handled_seconds
-                        hist.wait_fast += meter.wait_fast
-                        hist.wait_seconds += meter.wait_seconds
+                        fast += meter.handled_fast
+                        seconds += meter.handled_seconds
+                        waited += meter.wait_fast
+                        wait_seconds += meter.wait_seconds
                     else:
+                        assert hist is not None
                         hist.add_histograms(meter)
                     name = cell.name
                     if name is not None and name not in shared and name not in unnamed:
@@ -427,7 +444,7 @@ class Scrape:
                         ):
                             rare.append(entry)
                         continue
-                    label = cls if name is None else name
+                    label = actor_class.__qualname__ if name is None else name
                     totals = shared.get(label)
                     if totals is None:
                         totals = shared[label] = Totals()
@@ -436,6 +453,11 @@ class Scrape:
                         values[label] = values.get(label, 0.0) + extra.read(cell)
                 except Exception as exc:
                     self._failure(exc)
+            if hist is not None:
+                hist.handled_fast += fast
+                hist.handled_seconds += seconds
+                hist.wait_fast += waited
+                hist.wait_seconds += wait_seconds
         self.shared_labels = [(label_value(label), label) for label in sorted(shared)]
 
     def _failure(self, exc: BaseException) -> None:
