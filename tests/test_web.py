@@ -336,6 +336,8 @@ class FlakySocket:
     def accept(self) -> tuple[socket.socket, Any]:
         if self.failures:
             self.failures -= 1
+            if self.failures == 0:  # the last one is not even an OSError
+                raise RuntimeError("an accept that fails in an unexpected way")
             raise OSError(errno.EMFILE, "Too many open files")
         return self.sock.accept()
 
@@ -356,6 +358,7 @@ async def test_accept_errors_never_end_the_runtime(caplog: pytest.LogCaptureFixt
         assert server.accept_errors == 3
     assert response.status_code == 200
     assert "pausing accepts" in caplog.text
+    assert "an accept that fails in an unexpected way" in caplog.text
 
 
 async def test_idle_and_oversized_requests_are_closed(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -138,6 +138,13 @@ class Server:
                             logger.warning("web: accept failed (%s); pausing accepts", exc)
                         await anyio.sleep(ACCEPT_PAUSE)
                         continue
+                    except Exception:  # anything else: never let it end the runtime
+                        if self._sock.fileno() == -1:
+                            return
+                        self.accept_errors += 1
+                        logger.exception("web: accept failed")
+                        await anyio.sleep(ACCEPT_PAUSE)
+                        continue
                     if self.open >= self.max_connections:
                         self._refuse(conn)
                         continue
