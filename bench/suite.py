@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import agents, ask, fan_in, resilience, spawn, supervision, tell
+from bench import agents, ask, fan_in, resilience, scrape, spawn, supervision, tell
 from bench.harness import Benchmark
 
 BENCHMARKS: list[Benchmark] = [
@@ -18,4 +18,6 @@ BENCHMARKS: list[Benchmark] = [
     resilience.REFUSAL,
     agents.VS_MEMORY,
     agents.VS_SQLITE,
+    scrape.SCRAPE,
+    scrape.STORM,
 ]

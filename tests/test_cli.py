@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,8 @@ from test_event_sourcing import Ledger, Op
 from test_persistence import Account, Deposit
 
 import understudy as us
-from understudy.cli import main
+from understudy.cli import format_tree, main
+from understudy.metrics import ActorInfo
 
 
 async def _populate(db: Path) -> None:
@@ -96,3 +98,86 @@ def test_inspect_prints_an_actors_journal_in_order(tmp_path: Path) -> None:
         (1, "Deposited", {"amount": 5}),
         (2, "Withdrew", {"amount": 2}),
     ]
+
+
+# ------------------------------------------------------- bad arguments and hostile names
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    return lines[0]
+
+
+@pytest.mark.parametrize("timeout", ["abc", "-1", "0", "nan", "inf", ""])
+def test_tree_refuses_a_bad_timeout_in_one_line(
+    timeout: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["tree", "http://127.0.0.1:9", "--timeout", timeout])
+    assert exit_.value.code == 2
+    assert "--timeout" in one_line_error(capsys)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://[::1", "ftp://127.0.0.1:9464", "http://127.0.0.1:99999", "http://:9464", "http://a b"],
+)
+def test_tree_refuses_a_bad_url_in_one_line(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["tree", url, "--timeout", "1"]) == 2
+    assert "bad URL" in one_line_error(capsys)
+
+
+def test_demo_refuses_a_db_in_a_missing_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nope" / "bank.db"
+    assert main(["demo", "--db", str(missing), "--duration", "1"]) == 2
+    assert "does not exist" in one_line_error(capsys)
+    assert not missing.parent.exists()
+    assert main(["demo", "--db", str(tmp_path), "--duration", "1"]) == 2
+    assert "is a directory" in one_line_error(capsys)
+
+
+def test_the_console_script_fails_in_one_line_with_status_2(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "understudy.cli", "tree", "http://[::1", "--timeout", "1"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1
+    assert "Traceback" not in done.stderr
+
+
+def test_inspect_escapes_control_characters_in_names(store: Path) -> None:
+    evil = "mallory\n\x1b[31mforged    99  2020-01-01  {}"
+    with sqlite3.connect(store) as conn:  # a name no runtime should accept, written directly
+        conn.execute("UPDATE snapshots SET actor = ? WHERE actor = 'bob'", (evil,))
+    out = io.StringIO()
+    assert main(["inspect", str(store)], out) == 0
+    text = out.getvalue()
+    assert "\x1b" not in text
+    lines = text.splitlines()
+    assert len(lines) == 3  # the header, alice, and one row for the forged name
+    assert lines[2].startswith("mallory\\n\\x1b[31mforged")
+    document = io.StringIO()
+    assert main(["inspect", str(store), "--json"], document) == 0
+    assert evil in [actor["actor"] for actor in json.loads(document.getvalue())["actors"]]
+
+
+def test_tree_output_escapes_control_characters() -> None:
+    info = ActorInfo(
+        name="a\x1b]0;owned\x07\nb",
+        actor_class="X",
+        state="running",
+        mailbox_depth=0,
+        mailbox_capacity=1,
+    )
+    text = format_tree([info])
+    assert "\x1b" not in text
+    assert "\n" not in text
+    assert text.startswith("a\\x1b]0;owned\\x07\\nb (X) running")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-TESTED = {"agent.py", "bank.py", "sensors.py", "tour.py"}
+TESTED = {"agent.py", "bank.py", "sensors.py", "tour.py", "fastapi_service.py", "trio_service.py"}
 
 
 def test_every_example_is_run_by_a_test() -> None:
@@ -94,3 +94,45 @@ def test_agent_example_answers_with_its_two_tools_offline(backend: str) -> None:
         "It is sunny, 24 C in Paris; 20 EUR is 21.6 USD.",
         "2 model calls, 140 tokens",
     ]
+
+
+def test_fastapi_service_serves_a_load_and_its_probes_follow_the_root() -> None:
+    result = run_example("fastapi_service.py")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "ready: ready",
+        "2000 requests, 2000 answered",
+        f"sum of prices: {2000 * (100 + 5)}",  # "item0".."item9": 5 characters each
+        'scraped: understudy_messages_total{actor="catalog",outcome="ok"} 2000.0',
+        "after the root gave up: readyz 503 stopped",
+        "healthz 503 price 503",
+        "the server stopped with an error: True",
+    ]
+
+
+def test_trio_service_serves_on_hypercorn_trio_and_stops_when_the_root_gives_up() -> None:
+    result = run_example("trio_service.py")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "ready: ready",
+        "500 greetings, first: 'hello, user0'",
+        "the server stopped with the root's error: True",
+    ]
+
+
+def test_a_host_test_client_can_start_the_fastapi_app_twice() -> None:
+    import importlib.util
+
+    from starlette.testclient import TestClient
+
+    path = EXAMPLES / "fastapi_service.py"
+    spec = importlib.util.spec_from_file_location("fastapi_service", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for _ in range(2):  # each `with` runs the lifespan: the runtime is entered again
+        with TestClient(module.app) as client:
+            assert client.get("/price/abc").json() == {"item": "abc", "price": 103}
+            assert client.get("/runtime/readyz").json()["status"] == "ready"
+        assert client.get("/runtime/readyz").status_code == 503  # the runtime exited

@@ -369,14 +369,16 @@ async def test_an_actor_that_ignores_shutdown_is_killed_after_its_shutdown_time(
     assert probe.items == ["hanging"]
 
 
-def test_a_runtime_can_be_entered_only_once() -> None:
+def test_a_runtime_can_be_entered_again_once_it_exited_but_not_while_it_runs() -> None:
     async def main() -> None:
         rt = us.Runtime()
         async with rt:
             pass
-        with pytest.raises(RuntimeError, match="entered once"):
-            async with rt:
-                pass
+        async with rt:  # a host's lifespan started again (issue 11: a test client, twice)
+            with pytest.raises(RuntimeError, match="already running"):
+                async with rt:
+                    pass
+            assert not rt.closed
 
     anyio.run(main)
 

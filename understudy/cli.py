@@ -22,24 +22,78 @@ store) with their version, last update time and state as JSON::
 
 Exit status: 0 on success, 1 when the command failed (the reason on stderr: an endpoint that
 cannot be reached or answers with something else than a tree, a store that cannot be read),
-2 for bad arguments.
+2 for bad arguments (a one-line error on stderr: a timeout that is not a positive number, a
+URL that is not ``http(s)://host[:port]``, a ``--db`` in a directory that does not exist).
+
+Names read from an endpoint or a store are printed with control and other unprintable
+characters escaped (``\\x1b``, ``\\n``...), so a name cannot forge table rows or recolour the
+terminal; ``--json`` output is JSON, escaped by its encoder.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sqlite3
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import msgspec
 
 from understudy.metrics import ActorInfo
 
 Handler = Callable[[argparse.Namespace, TextIO], int]
+
+
+def printable(text: str) -> str:
+    """``text`` with every unprintable character (control characters, a lone surrogate...)
+    written as a Python escape, and backslashes doubled: safe to print in a terminal row."""
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(c if c.isprintable() and c != "\\" else repr(c)[1:-1] for c in text)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _seconds(text: str) -> float:
+    """``--timeout``: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, not {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
+    return value
+
+
+def check_url(url: str) -> str:
+    """``url`` if it is ``http(s)://host[:port][/path]`` (the scheme may be left out);
+    raises ``ValueError`` naming what is wrong otherwise."""
+    full = url if "://" in url else "http://" + url
+    try:
+        parts = urllib.parse.urlsplit(full)
+        port = parts.port  # ValueError for a port that is not 0..65535
+    except ValueError as exc:
+        raise ValueError(f"bad URL {url!r}: {exc}") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"bad URL {url!r}: the scheme must be http or https")
+    if not parts.hostname:
+        raise ValueError(f"bad URL {url!r}: no host")
+    if port == 0:
+        raise ValueError(f"bad URL {url!r}: port 0")
+    if any(not c.isprintable() or c.isspace() for c in full):
+        raise ValueError(f"bad URL {printable(url)!r}: it contains spaces or control characters")
+    return url
+
 
 # -- tree ---------------------------------------------------------------------------------------
 
@@ -69,13 +123,14 @@ def format_tree(actors: Sequence[ActorInfo]) -> str:
 
     def walk(actor: ActorInfo, depth: int) -> None:
         parts = [
-            f"{'  ' * depth}{actor.name} ({actor.actor_class}) {actor.state}",
+            f"{'  ' * depth}{printable(actor.name)} ({printable(actor.actor_class)}) "
+            f"{printable(actor.state)}",
             f"mailbox {actor.mailbox_depth}/{actor.mailbox_capacity}",
         ]
         if actor.oldest_message_age is not None:
             parts.append(f"oldest {actor.oldest_message_age:.3f} s")
         if actor.handling is not None:
-            parts.append(f"handling {actor.handling}")
+            parts.append(f"handling {printable(actor.handling)}")
         parts.append(f"messages {actor.messages}")
         parts.append(f"errors {actor.errors}")
         parts.append(f"restarts {actor.restarts}")
@@ -94,14 +149,19 @@ def _add_tree(commands: Any) -> None:
     )
     tree.add_argument("url", help="the endpoint, e.g. http://127.0.0.1:9464")
     tree.add_argument("--json", action="store_true", help="print the JSON as served")
-    tree.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    tree.add_argument("--timeout", type=_seconds, default=10.0, help="seconds (default 10)")
     tree.set_defaults(handler=_tree)
 
 
 def _tree(args: argparse.Namespace, out: TextIO) -> int:
     try:
+        check_url(args.url)
+    except ValueError as exc:
+        print(f"understudy tree: {exc}", file=sys.stderr)
+        return 2
+    try:
         actors = fetch_tree(args.url, args.timeout)
-    except (OSError, urllib.error.URLError) as exc:
+    except (OSError, urllib.error.URLError, ValueError) as exc:
         print(f"understudy tree: cannot fetch {tree_url(args.url)}: {exc}", file=sys.stderr)
         return 1
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -166,13 +226,14 @@ def _inspect(args: argparse.Namespace, out: TextIO) -> int:
     if not records:
         out.write("no persisted actors\n")
         return 0
-    width = max(len("ACTOR"), *(len(r["actor"]) for r in records))
+    names = [printable(str(r["actor"])) for r in records]
+    width = max(len("ACTOR"), *(len(name) for name in names))
     out.write(f"{'ACTOR':<{width}}  {'VERSION':>8}  {'UPDATED (UTC)':<32}  STATE\n")
-    for record in records:
-        state = msgspec.json.encode(record["state"]).decode()
+    for name, record in zip(names, records, strict=True):
+        state = _json_text(record["state"])
         out.write(
-            f"{record['actor']:<{width}}  {record['version']:>8}  "
-            f"{record['updated']:<32}  {state}\n"
+            f"{name:<{width}}  {record['version']:>8}  "
+            f"{printable(str(record['updated'])):<32}  {state}\n"
         )
     return 0
 
@@ -181,16 +242,33 @@ def _print_journal(args: argparse.Namespace, out: TextIO, entries: list[dict[str
     if args.json:
         _write_json(out, {"store": args.store, "actor": args.journal, "journal": entries})
     elif not entries:
-        out.write(f"no journal entries for {args.journal!r}\n")
+        out.write(f"no journal entries for {printable(repr(args.journal))}\n")
     else:
         out.write(f"{'SEQ':>8}  {'RECORDED (UTC)':<32}  {'KIND':<20}  EVENT\n")
         for entry in entries:
-            event = msgspec.json.encode(entry["event"]).decode()
-            out.write(f"{entry['seq']:>8}  {entry['recorded']:<32}  {entry['kind']:<20}  {event}\n")
+            event = _json_text(entry["event"])
+            recorded, kind = printable(str(entry["recorded"])), printable(str(entry["kind"]))
+            out.write(f"{entry['seq']:>8}  {recorded:<32}  {kind:<20}  {event}\n")
+
+
+def _json_text(value: object) -> str:
+    """``value`` as one line of JSON that is safe in a terminal (JSON escapes control
+    characters; a lone surrogate in a string is spelled out first)."""
+    try:
+        text = msgspec.json.encode(value).decode()
+    except (UnicodeEncodeError, msgspec.EncodeError):
+        text = repr(value)
+    return printable(text)
 
 
 def _write_json(out: TextIO, document: object) -> None:
-    out.write(msgspec.json.format(msgspec.json.encode(document).decode(), indent=2) + "\n")
+    try:
+        text = msgspec.json.encode(document).decode()
+    except (UnicodeEncodeError, msgspec.EncodeError):  # a lone surrogate: JSON's own escape
+        import json
+
+        text = json.dumps(document, default=str)
+    out.write(msgspec.json.format(text, indent=2) + "\n")
 
 
 # -- the command line ---------------------------------------------------------------------------
@@ -207,7 +285,7 @@ SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (_add_demo, _add_tree, _add_ins
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="understudy", description="understudy runtime tools")
+    parser = _Parser(prog="understudy", description="understudy runtime tools")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in SUBCOMMANDS:
         add(commands)

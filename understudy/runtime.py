@@ -80,9 +80,10 @@ class Runtime:
     use ``rt.clock()`` to compare with deadlines such as ``ctx.deadline``).
 
     ``metrics``: True (default) keeps per-message counters for :attr:`metrics`; a
-    ``(host, port)`` tuple also serves ``/metrics`` and ``/tree`` over HTTP there while the
-    runtime runs (port 0 picks a free port, see ``rt.metrics.address``; binding fails
-    ``async with`` with ``OSError``); False turns per-message accounting off (messages,
+    ``(host, port)`` tuple also serves the runtime's ASGI app (``/metrics``, ``/tree``,
+    ``/healthz``, ``/readyz``; see :mod:`understudy.web`) over HTTP there with hypercorn
+    while the runtime runs (port 0 picks a free port, see ``rt.metrics.address``; binding
+    fails ``async with`` with ``OSError``); False turns per-message accounting off (messages,
     handler durations and mailbox waits are then not exported). ``metrics_registry`` is
     the ``prometheus_client`` registry to report into (default: a new one per runtime);
     a registry holds one running runtime at a time (entering another raises ``ValueError``).
@@ -95,6 +96,9 @@ class Runtime:
     ``name_wait`` is how many seconds a send through a name ref (:meth:`ref`) waits for an
     actor to take the name while none has it (a supervisor restarting it), when the
     message has no deadline of its own to bound the wait (default 5 s).
+    A runtime that exited can be entered again (a host's lifespan started twice): counters
+    and the registry carry on, the store is reopened from its path (a runtime given a
+    ``Store`` object can be entered once). Entering a running runtime raises ``RuntimeError``.
     """
 
     def __init__(
@@ -145,6 +149,7 @@ class Runtime:
             on=self.metered,
             endpoint=check_endpoint(metrics),
             registry=metrics_registry,
+            runtime=self,
         )
         """This runtime's Prometheus metrics, endpoint and ASGI app."""
         self.resilience = ResilienceMetrics()
@@ -153,14 +158,22 @@ class Runtime:
             store if store is None or isinstance(store, Store) else Store(store)
         )
         """The persistent actors' store (None: no persistence)."""
+        self._store_path = None if store is None or isinstance(store, Store) else store
+        self._running = False  # web: between __aenter__ and the end of __aexit__
 
     # -- lifecycle --
 
     async def __aenter__(self) -> Runtime:
+        if self._running:
+            raise RuntimeError("this Runtime is already running; leave it before entering again")
         if self._entered:
-            raise RuntimeError("a Runtime can be entered once; make a new one")
-        self._entered = True
-        await self.metrics.bind()  # ValueError: shared registry taken; OSError: cannot listen
+            self._enter_again()
+        self._entered = self._running = True
+        try:
+            await self.metrics.bind()  # ValueError: registry taken; OSError: cannot listen
+        except BaseException:
+            self._running = False
+            raise
         self.metrics.add_source(self.resilience)
         if self._loop_clock:
             self.clock, self.watchdog.offset = _event_loop_clock()
@@ -174,6 +187,7 @@ class Runtime:
                 try:
                     await self._task_group.__aexit__(None, None, None)
                 finally:
+                    self._running = False
                     await self.metrics.aclose()
                 raise
             self.metrics.add_source(StoreCollector(self.store))
@@ -216,10 +230,37 @@ class Runtime:
             try:
                 await task_group.__aexit__(None, None, None)
             finally:
+                self._running = False
                 await self.metrics.aclose()
         if self._fatal is not None and not self._fatal_reported and exc_type is None:
             raise self._fatal
         return None
+
+    def _enter_again(self) -> None:
+        """Fresh per-run state for a runtime entered again after it exited (a host's test
+        client starting its app twice). Counters, dead-letter counts and the registry carry
+        on; the store is reopened from its path."""
+        if self.store is not None:
+            if self._store_path is None:
+                raise RuntimeError(
+                    "a Runtime given a Store object can be entered once (a Store opens once): "
+                    "pass the store's path instead, or make a new Runtime"
+                )
+            self.store = Store(self._store_path)
+        events = EventStream()
+        events.dropped = self.events.dropped
+        self.events = self.metrics.events = events
+        self.watchdog = Watchdog(self)
+        self.shutting_down = False
+        self._fatal = None
+        self._fatal_reported = False
+        self._roots.clear()
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The error a root supervisor gave up with while the runtime runs, else None (the
+        readiness probe's reason). Never blocks."""
+        return self._fatal
 
     async def _stop_all(self) -> None:
         while self._top:

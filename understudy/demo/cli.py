@@ -70,6 +70,10 @@ def run_demo(args: argparse.Namespace, out: TextIO) -> int:
     if not 0 <= args.metrics_port <= 65535:
         print("understudy demo: --metrics-port must be 0..65535", file=sys.stderr)
         return 2
+    if args.db is not None and (args.db.is_dir() or not args.db.parent.is_dir()):
+        problem = "is a directory" if args.db.is_dir() else f"{args.db.parent} does not exist"
+        print(f"understudy demo: --db {args.db}: {problem}", file=sys.stderr)
+        return 2
     workdir = Path(tempfile.mkdtemp(prefix="understudy-demo-"))
     db = args.db if args.db is not None else workdir / "bank.db"
     seed = args.seed if args.seed is not None else int(time.time()) % 100_000

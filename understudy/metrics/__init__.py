@@ -26,12 +26,16 @@ Other layers add their metrics in one of two ways:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import threading
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from understudy.meter import BUCKETS, count_restart
@@ -39,17 +43,23 @@ from understudy.metrics._collector import (
     OUTCOMES,
     ActorMetric,
     RuntimeCollector,
+    Scrape,
     Totals,
     label_of,
+    label_value,
     state_of,
 )
 from understudy.metrics._tree import ActorInfo, tree_of
 
 if TYPE_CHECKING:
-    from anyio.abc import Listener, SocketStream, TaskGroup
+    from anyio.abc import TaskGroup
 
     from understudy.actors import Cell
     from understudy.events import DeadLetters, EventStream
+    from understudy.runtime import Runtime
+    from understudy.web import Server
+
+logger = logging.getLogger("understudy.metrics")
 
 Endpoint = tuple[str, int]
 """``(host, port)`` of the HTTP endpoint; port 0 picks a free port."""
@@ -92,6 +102,7 @@ class Metrics:
         on: bool,
         endpoint: Endpoint | None,
         registry: CollectorRegistry | None,
+        runtime: Runtime | None = None,
     ) -> None:
         import understudy  # the package is fully imported by the time a runtime is made
 
@@ -99,16 +110,26 @@ class Metrics:
         self.version: str = understudy.__version__
         self.dead_letters = dead_letters
         self.events = events
+        self.runtime = runtime
+        """The runtime these metrics are of (its health is served beside them)."""
         self.cells: dict[int, Cell] = {}
         """Every live actor cell, by id (spawn order)."""
         self.retired: dict[str, Totals] = {}
         """Counter totals of stopped actors, by ``actor`` label."""
+        self.retired_classes: dict[str, Totals] = {}
+        """Latency histograms of stopped actors, by class."""
+        self.scrape_errors = 0
+        """Actors left out of a scrape because reading them failed."""
+        self.escaped_labels: dict[int, str] = {}
+        """Named live actors' ``actor`` label as the text format writes it, by cell id
+        (computed at their first scrape, dropped when they stop)."""
         self.actor_metrics: list[ActorMetric] = []
         self._retired_extra: dict[str, dict[str, float]] = {}
         self._sources: list[Collector] = []
         self._endpoint = endpoint
-        self._address: Endpoint | None = None
-        self._listener: Listener[SocketStream] | None = None
+        self._server: Server | None = None
+        self._app: Any = None
+        self._scraping: _SharedScrape | None = None
         self._own_registry = registry is None
         self.registry: CollectorRegistry = CollectorRegistry() if registry is None else registry
         """The registry every metric of this runtime is in (scrape this one)."""
@@ -122,14 +143,20 @@ class Metrics:
     @property
     def address(self) -> Endpoint | None:
         """The bound ``(host, port)`` of the HTTP endpoint while it serves, else None."""
-        return self._address
+        return self._server.address if self._server is not None else None
+
+    @property
+    def server(self) -> Server | None:
+        """The HTTP endpoint's :class:`~understudy.web.Server` while it serves (its ``open``,
+        ``refused`` and ``accept_errors`` counts), else None."""
+        return self._server
 
     @property
     def url(self) -> str | None:
         """``http://host:port`` of the endpoint while it serves, else None."""
-        if self._address is None:
+        if self._server is None:
             return None
-        host, port = self._address
+        host, port = self._server.address
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     async def bind(self) -> None:
@@ -139,13 +166,18 @@ class Metrics:
         Raises ``ValueError`` if a shared registry already holds a running runtime, and
         ``OSError`` if the endpoint cannot bind; nothing is left registered or open then.
         """
+        # entered again: the sources of the last run go (the runtime adds them anew)
+        for source in self._sources:
+            if self._own_registry:
+                self.registry.unregister(source)
+        self._sources.clear()
         if not self._own_registry:
             self.registry.register(self._collector)  # DuplicateTimeseries: a ValueError
         if self._endpoint is not None:
-            from understudy.metrics._http import bind
+            from understudy.web import Server
 
             try:
-                self._listener, self._address = await bind(*self._endpoint)
+                self._server = Server.bind(self.asgi_app(), *self._endpoint)
             except BaseException:
                 if not self._own_registry:
                     self.registry.unregister(self._collector)
@@ -153,19 +185,15 @@ class Metrics:
 
     def serve(self, task_group: TaskGroup) -> None:
         """Serve the bound endpoint in ``task_group`` (the runtime's) until it is cancelled."""
-        if self._listener is not None:
-            from understudy.metrics._http import serve
-
-            task_group.start_soon(serve, self, self._listener, name="understudy metrics endpoint")
+        if self._server is not None:
+            task_group.start_soon(self._server.serve, name="understudy metrics endpoint")
 
     async def aclose(self) -> None:
         """The runtime exited: close the endpoint (if its task did not already) and leave a
         shared registry as it was."""
-        self._address = None
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            with anyio.CancelScope(shield=True):
-                await listener.aclose()
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
         if not self._own_registry:
             for source in self._sources:
                 self.registry.unregister(source)
@@ -175,14 +203,69 @@ class Metrics:
     # -- scraping --
 
     def exposition(self) -> str:
-        """This runtime's metrics in the Prometheus text format. Never blocks."""
-        return generate_latest(self.registry).decode("utf-8")
+        """This runtime's metrics in the Prometheus text format. Never blocks (it runs to
+        the end at once: prefer :meth:`scrape` on the event loop for many actors)."""
+        scrape = Scrape(self)
+        text = "".join(chunk for chunk in scrape.chunks() if chunk is not None)
+        scrape.report()
+        return text + self._sources_text().decode("utf-8")
+
+    async def scrape(self) -> list[bytes]:
+        """This runtime's metrics as UTF-8 text in chunks, built on the event loop with a
+        checkpoint every :data:`~understudy.metrics._collector.CHUNK` actors, so that a
+        scrape of many actors does not stall them. Concurrent calls share one build (a
+        scrape storm costs one scrape). Never raises for one actor or source that cannot be
+        read: it is left out, logged and counted in ``understudy_scrape_errors_total``."""
+        pending = self._scraping
+        while pending is not None:
+            await pending.done.wait()
+            if pending.complete:
+                return pending.chunks
+            pending = self._scraping  # its caller was cancelled mid-build: build anew
+        pending = self._scraping = _SharedScrape()
+        try:
+            scrape = Scrape(self)
+            for chunk in scrape.chunks():
+                if chunk is None:
+                    await anyio.lowlevel.checkpoint()
+                else:
+                    pending.chunks.append(chunk.encode("utf-8"))
+            scrape.report()
+            pending.chunks.append(self._sources_text())
+            pending.complete = True
+        finally:
+            self._scraping = None
+            pending.done.set()
+        return pending.chunks
+
+    def _sources_text(self) -> bytes:
+        """The families of every other collector in the registry (a store's, a layer's)."""
+        ident = threading.get_ident()
+        self._collector.muted.add(ident)
+        try:
+            return generate_latest(self.registry)
+        except Exception:
+            logger.exception("metrics: a collector failed; serving the others")
+        finally:
+            self._collector.muted.discard(ident)
+        parts = []
+        for source in self._sources:
+            try:
+                parts.append(generate_latest(_Only(source)))
+            except Exception:
+                self.scrape_errors += 1
+        return b"".join(parts)
 
     def asgi_app(self) -> Callable[..., Any]:
-        """An ASGI app serving :meth:`exposition` (mount it at ``/metrics`` of a host app)."""
-        from prometheus_client import make_asgi_app
+        """The runtime's ASGI app: ``/metrics``, ``/tree``, ``/healthz``, ``/readyz`` (see
+        :mod:`understudy.web`). The same object on every call; mount it in a host app
+        (``app.mount("/runtime", rt.metrics.asgi_app())``). It is what the built-in
+        endpoint serves."""
+        if self._app is None:
+            from understudy.web import app_of
 
-        app: Callable[..., Any] = make_asgi_app(self.registry)
+            self._app = app_of(self)
+        app: Callable[..., Any] = self._app
         return app
 
     def tree(self) -> list[ActorInfo]:
@@ -240,6 +323,7 @@ class Metrics:
         """A cell stopped for good: fold its counters into its label's retired totals."""
         if self.cells.pop(cell.id, None) is None:
             return
+        self.escaped_labels.pop(cell.id, None)
         label = label_of(cell)
         totals = self.retired.get(label)
         if totals is None:
@@ -247,6 +331,11 @@ class Metrics:
             if len(self.retired) > RETIRED_NAMES:
                 self._evict_oldest()
         totals.add_meter(cell.meter)
+        cls = cell.actor_class.__qualname__
+        by_class = self.retired_classes.get(cls)
+        if by_class is None:
+            by_class = self.retired_classes[cls] = Totals()
+        by_class.add_histograms(cell.meter)
         if cell.exit_reason is not None:
             reason = cell.exit_reason
             totals.terminated[reason] = totals.terminated.get(reason, 0) + 1
@@ -264,6 +353,25 @@ cost a bounded amount of memory."""
 EVICTED = "~retired"
 
 
+class _SharedScrape:
+    """One scrape in progress, shared by the concurrent callers of :meth:`Metrics.scrape`."""
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.complete = False
+        self.chunks: list[bytes] = []
+
+
+class _Only:
+    """A registry-like view of one collector (for ``generate_latest``)."""
+
+    def __init__(self, collector: Collector) -> None:
+        self._collector = collector
+
+    def collect(self) -> Iterable[Metric]:
+        return self._collector.collect()
+
+
 __all__ = [
     "BUCKETS",
     "OUTCOMES",
@@ -274,5 +382,6 @@ __all__ = [
     "check_endpoint",
     "count_restart",
     "label_of",
+    "label_value",
     "state_of",
 ]

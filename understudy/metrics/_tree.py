@@ -71,7 +71,11 @@ def info_of(cell: Cell, now: float) -> ActorInfo:
 
 
 def tree_of(cells: Iterable[Cell]) -> list[ActorInfo]:
-    """The trees rooted at the top-level cells among ``cells``, in spawn order."""
+    """The trees rooted at the top-level cells among ``cells``, in spawn order.
+
+    Where entities (many actors of one type, keyed by id) are to appear as one row per type
+    with a count rather than one row per entity, :func:`info_of` is the place: fold such a
+    cell's children into per-type rows there (``/tree`` and ``understudy tree`` follow)."""
     now = clock()
     return [info_of(cell, now) for cell in cells if cell.parent is None]
 
