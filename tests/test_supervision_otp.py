@@ -950,7 +950,7 @@ async def test_simple_one_for_one_shutdown() -> None:
             await rt.stop(sup)
             took = time.monotonic() - started
             got = await exits(events, "c0", "c1", "c2", "c3", "slow")
-        assert 0.3 <= took < 1.1, took  # sequential stops would take 0.3 * 4 + 0.6 s
+        assert 0.3 <= took < 1.5, took  # one after another: 0.3 * 4 + 0.6 = 1.8 s
         assert got == {
             "c0": "shutdown",
             "c1": "shutdown",
