@@ -67,16 +67,17 @@ class Script:
         return self.journal.count(("stop", name))
 
 
-_INSTANCES = itertools.count()
+_serials = itertools.count(1)
 
 
 class P(us.Actor):
-    """A probe: journals its lifecycle; ``args`` may ask it to fail or ignore its start."""
+    """A probe: journals its lifecycle; ``args`` may ask it to fail or ignore its start.
+    ``Ping`` answers the instance's serial number (unlike ``id()``, never reused)."""
 
     def __init__(self, script: Script, *args: Any) -> None:
         self.script = script
         self.args = args
-        self.instance = next(_INSTANCES)  # id(self) can be reused by the next instance
+        self.serial = next(_serials)
 
     async def on_start(self) -> us.IgnoreType | None:
         script, name = self.script, self.ctx.name
@@ -108,7 +109,7 @@ class P(us.Actor):
         await anyio.sleep(msg.seconds)
 
     async def ping(self, msg: Ping) -> int:
-        return self.instance
+        return self.serial
 
     async def get_args(self, msg: Args) -> tuple[Any, ...]:
         return self.args
@@ -935,19 +936,19 @@ async def test_simple_one_for_one_restart_ignore(restart: str) -> None:
 
 async def test_simple_one_for_one_shutdown() -> None:
     """simple_one_for_one_shutdown: a simple_one_for_one supervisor stops its children
-    concurrently (they are alike, with no order): four 0.3 s cleanups take about 0.3 s, not
-    1.2 s; a child over its shutdown time is killed."""
+    concurrently (they are alike, with no order): four 0.5 s cleanups and one child killed
+    after its 1 s shutdown time take about 1 s, not 3 s."""
     s = Script()
     async with us.Runtime() as rt:
         sup = await rt.start(
             us.Supervisor(
                 name="sup",
                 strategy=us.SimpleOneForOne(),
-                children=[us.Child(functools.partial(P, s), shutdown=0.6)],
+                children=[us.Child(functools.partial(P, s), shutdown=1.0)],
             )
         )
         for i in range(4):
-            s.stop_delay[f"c{i}"] = 0.3
+            s.stop_delay[f"c{i}"] = 0.5
             await sup.start_child(name=f"c{i}")
         s.stop_delay["slow"] = 30.0
         await sup.start_child(name="slow")
@@ -956,7 +957,7 @@ async def test_simple_one_for_one_shutdown() -> None:
             await rt.stop(sup)
             took = time.monotonic() - started
             got = await exits(events, "c0", "c1", "c2", "c3", "slow")
-        assert 0.3 <= took < 1.1, took  # sequential stops would take 0.3 * 4 + 0.6 s
+        assert 0.9 <= took < 2.0, took  # one after another: 0.5 * 4 + 1.0 = 3.0 s
         assert got == {
             "c0": "shutdown",
             "c1": "shutdown",

@@ -16,23 +16,35 @@ an actor and returns a :class:`SupervisorRef`. The rules, as in OTP's ``supervis
   ``normal`` (``ctx.stop()``) or ``shutdown``; ``temporary`` ones never — not even when a
   sibling's exit makes a OneForAll/RestForOne supervisor stop them.
 * Restart intensity: more than ``max_restarts`` restarts within ``within`` seconds makes the
-  supervisor give up: it stops all its children in reverse start order and fails with
-  :class:`RestartIntensityExceeded`, which its own supervisor handles as a child failure.
-  At the root, ``rt.wait()`` returns it, and leaving ``async with Runtime()`` raises it.
-  One restart action counts once (a OneForAll restart of five children is one restart).
+  supervisor give up: it stops all its children in reverse start order and exits with reason
+  ``shutdown`` and the error :class:`RestartIntensityExceeded`; its own supervisor decides by
+  its restart type (a transient supervisor that gave up is not restarted). At the root,
+  ``rt.wait()`` returns the error, and leaving ``async with Runtime()`` raises it. One restart
+  action counts once (a OneForAll restart of five children is one restart); each failed
+  restart attempt counts too, and is retried through the supervisor's mailbox (OTP's
+  ``try_again_restart``), so the supervisor answers between attempts.
 * Backoff (Akka's ``BackoffSupervisor``, absent from OTP): with ``backoff=Backoff(...)`` the
   n-th consecutive restart of a child waits ``min * factor**n`` seconds (capped at ``max``,
   spread by ``jitter``); the count resets after ``reset_after`` seconds without an exit.
   Messages sent meanwhile wait in the child's mailbox and go to the new instance.
 * A restarted child keeps its identity (name, ref, mailbox). The message whose handler
   crashed is not redelivered: it is a dead letter with reason ``crashed``.
-* Shutdown: children stop in reverse start order; each gets its ``shutdown`` seconds to
-  finish its message and run ``on_stop`` (``"brutal_kill"``: cancelled at once;
-  ``"infinity"``, the default for supervisors: waited for). Supervisors stop their subtree
-  first.
+* Shutdown: children stop in reverse start order (a SimpleOneForOne supervisor's all at
+  once); each gets its ``shutdown`` seconds to finish its message and run ``on_stop``, then
+  is killed (reason ``killed``; ``0``: at once unless it stops at once; ``"brutal_kill"``:
+  cancelled at once with no stop request, ``on_stop`` not run; ``"infinity"``, the default
+  for supervisors: waited for). Supervisors stop their subtree first.
+* A child that ends without a restart keeps its spec, stopped (OTP's ``undefined`` pid), for
+  ``restart_child``, unless it is temporary or under SimpleOneForOne. An ``on_start`` that
+  returns :data:`~understudy.Ignore` declines: the spec is kept the same way, no actor runs.
+* Administration (:class:`SupervisorRef`; ``rt.supervisor(name)`` for a nested one):
+  ``start_child``, ``terminate_child``, ``restart_child``, ``delete_child``,
+  ``which_children``, ``which_child``, ``get_childspec``, ``count_children``. A refused call
+  raises in the caller only; the supervisor, its children and its intensity are untouched.
 * Significant children (OTP 24): with ``auto_shutdown="any_significant"`` the supervisor
-  shuts down (reason ``shutdown``) when a significant child terminates without being
-  restarted; with ``"all_significant"``, when the last one does.
+  shuts down (reason ``shutdown``) when a significant child terminates by itself without
+  being restarted; with ``"all_significant"``, when no significant child is left running.
+  A ``terminate_child`` or a sibling's group restart never triggers it.
 """
 
 from __future__ import annotations
