@@ -14,7 +14,9 @@ thread (opening, migrating) or inside the trio driver's one hop per group.
 
 from __future__ import annotations
 
+import random
 import sqlite3
+import time
 from typing import Literal, NamedTuple
 
 from understudy.errors import PersistenceError
@@ -196,13 +198,31 @@ def prepare(path: str, busy_timeout: float) -> int:
     """Create the file if needed, switch it to WAL, bring its schema up to date.
 
     Blocking; run it on a worker thread. Returns the schema version found before migrating.
-    Raises :class:`PersistenceError` if WAL cannot be enabled or the file is newer than
-    this understudy.
+    Safe when several processes create the same new file at once: SQLite reports some of
+    those collisions as busy without waiting (switching to WAL, upgrading a read lock), so a
+    busy attempt is retried with backoff until ``busy_timeout`` has passed. Raises
+    :class:`PersistenceError` if WAL cannot be enabled or the file is newer than this
+    understudy.
     """
+    give_up = time.monotonic() + busy_timeout
+    delay = 0.002
+    while True:
+        try:
+            return _prepare_once(path, busy_timeout)
+        except sqlite3.OperationalError as exc:
+            if not is_transient(exc) or time.monotonic() + delay > give_up:
+                raise
+        time.sleep(delay * (0.5 + random.random()))
+        delay = min(delay * 2, 0.1)
+
+
+def _prepare_once(path: str, busy_timeout: float) -> int:
     conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        if str(mode).lower() != "wal":
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise PersistenceError(
                 f"cannot use {path!r} as a store: SQLite refused WAL mode (journal_mode is "

@@ -104,6 +104,23 @@ SNAPSHOT_BYTES_BUCKETS: tuple[float, ...] = (64, 256, 1024, 4096, 16384, 65536, 
 """Upper bounds of the snapshot size histogram (bytes)."""
 
 
+MAX_SECONDS = 86_400.0
+"""The longest ``busy_timeout`` a store accepts (SQLite takes milliseconds as a C int)."""
+
+
+def _seconds(value: object, name: str, *, positive: bool, most: float) -> float:
+    """A finite duration option of :class:`Store`; ``ValueError``/``TypeError`` naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"Store: {name} must be a number of seconds, not {value!r}")
+    low_ok = value > 0 if positive else value >= 0
+    if not (low_ok and value <= most):  # also refuses NaN and inf
+        bound = "positive" if positive else "non-negative"
+        raise ValueError(
+            f"Store: {name} must be a {bound}, finite number of seconds up to {most:g}, not {value!r}"
+        )
+    return float(value)
+
+
 def _buckets(bounds: tuple[float, ...]) -> list[int]:
     return [0] * (len(bounds) + 1)
 
@@ -261,19 +278,21 @@ class Store:
         retries: int = 3,
         retry_backoff: float = 0.05,
     ) -> None:
-        if synchronous not in SYNCHRONOUS:
+        if not isinstance(synchronous, str) or synchronous not in SYNCHRONOUS:
             raise ValueError(
                 f"Store: synchronous must be one of {SYNCHRONOUS}, not {synchronous!r}"
             )
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"Store: path must be a str or os.PathLike, not {path!r}")
         path = os.fspath(path)
         if not isinstance(path, str) or not path or path == ":memory:" or path.startswith("file:"):
             raise ValueError(f"Store: path must name a database file, not {path!r}")
-        if not busy_timeout > 0:
-            raise ValueError(f"Store: busy_timeout must be positive, not {busy_timeout!r}")
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ValueError(f"Store: retries must be a non-negative int, not {retries!r}")
-        if not retry_backoff >= 0:
-            raise ValueError(f"Store: retry_backoff must be >= 0, not {retry_backoff!r}")
+        if "\x00" in path:
+            raise ValueError(f"Store: path must not contain a NUL character, not {path!r}")
+        busy_timeout = _seconds(busy_timeout, "busy_timeout", positive=True, most=MAX_SECONDS)
+        if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 1000:
+            raise ValueError(f"Store: retries must be an int from 0 to 1000, not {retries!r}")
+        retry_backoff = _seconds(retry_backoff, "retry_backoff", positive=False, most=60.0)
         self.path = path
         self.synchronous: Synchronous = synchronous
         self.busy_timeout = float(busy_timeout)
@@ -308,9 +327,9 @@ class Store:
     async def open(self, task_group: TaskGroup) -> None:
         """Create or migrate the file, open the driver, start the writer in ``task_group``.
 
-        Blocks on the file (on a worker thread). Raises :class:`PersistenceError` for a file
-        that cannot be a store (no WAL, a newer schema) and :class:`sqlite3.Error` for one
-        that cannot be opened at all. ``task_group`` must outlive :meth:`aclose`.
+        Blocks on the file (on a worker thread). Raises :class:`PersistenceError` naming the
+        file for a file that cannot be a store (no WAL, a newer schema) or cannot be opened
+        at all (the SQLite error is its cause). ``task_group`` must outlive :meth:`aclose`.
         """
         if self._state != "new":
             raise RuntimeError("a Store can be opened once; make a new one")
@@ -320,6 +339,9 @@ class Store:
                 prepare, self.path, self.busy_timeout
             )
             self._driver = await open_driver(self.path, self.synchronous, self.busy_timeout)
+        except (sqlite3.Error, OSError) as exc:
+            self._state = "closed"
+            raise PersistenceError(f"cannot open the store {self.path!r}: {exc}") from exc
         except BaseException:
             self._state = "closed"
             raise
