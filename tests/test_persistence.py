@@ -558,7 +558,7 @@ async def test_an_incompatible_state_names_the_field(tmp_path: Path) -> None:
 
 
 class _NoOwner:
-    def persistence_failed(self, error: us.PersistenceError) -> None:
+    def persistence_failed(self, error: us.PersistenceError, letters: list[Any]) -> None:
         raise AssertionError(error)
 
 
@@ -608,7 +608,7 @@ async def test_the_store_refuses_a_write_built_on_an_old_version(tmp_path: Path)
     failures: list[us.PersistenceError] = []
 
     class Owner:
-        def persistence_failed(self, error: us.PersistenceError) -> None:
+        def persistence_failed(self, error: us.PersistenceError, letters: list[Any]) -> None:
             failures.append(error)
 
     async with us.Store(tmp_path / "s.db") as store:

@@ -42,6 +42,7 @@ import msgspec
 
 from understudy.actors import SKIPPED, Actor, Cell, Durability
 from understudy.errors import CorruptState, Killed, PersistenceError
+from understudy.events import DeadLetter
 from understudy.messages import ExitReason
 from understudy.persistence._schema import Event
 
@@ -255,18 +256,33 @@ class Snapshots:
         self.seq += 1
         self.buffer.append((self.seq, kind, data))
 
-    def persistence_failed(self, error: PersistenceError) -> None:
+    def persistence_failed(self, error: PersistenceError, letters: list[Any]) -> None:
         """Called by the store when a write of this actor failed; the instance fails at
-        its next message boundary (first in line: the system lane). Never blocks."""
+        its next message boundary (first in line: the system lane). Every message whose
+        effect the write held (``letters``: their envelopes) becomes a dead letter with
+        reason ``commit_failed`` (an asker's reply already got the error). Never blocks."""
         if self.broken is None:
             self.broken = error
         cell = self.cell
+        if letters:
+            system = cell.system
+            for envelope in letters:
+                letter = DeadLetter(
+                    actor=cell.label,
+                    message=envelope[0],
+                    reason="commit_failed",
+                    correlation_id=format(envelope[3], "x"),
+                )
+                system.dead_letters.record(letter)
+                if system.events.active:
+                    system.events.publish(letter)
         if not cell.terminated:
             cell.mailbox.put_system((_FAILED, error, self.generation))
 
-    def completed(self, state: Any, reply: Any, result: Any) -> None:
+    def completed(self, state: Any, reply: Any, result: Any, envelope: Any = None) -> None:
         """A message completed: queue what it changed, release ``reply`` now or after the
-        commit.
+        commit. ``envelope`` (None for system-lane work) is the message's, kept with the
+        write so that a failed commit makes it a ``commit_failed`` dead letter.
 
         Raises ``msgspec.EncodeError`` if the state cannot be encoded (then nothing is
         queued and ``reply`` is untouched)."""
@@ -283,7 +299,7 @@ class Snapshots:
                 self.last = data
                 base = self.version
                 self.version = base + 1
-                store.write(self.key, base, base + 1, data, self)
+                store.write(self.key, base, base + 1, data, self, letter=envelope)
         elif self.buffer:
             events = self.buffer
             self.buffer = []
@@ -293,9 +309,10 @@ class Snapshots:
                 self.version = seq
                 retain = self.retain
                 prune = seq - retain if retain is not None and seq > retain else 0
-                store.write(self.key, base, seq, self.encoder.encode(state), self, events, prune)
+                data = self.encoder.encode(state)
+                store.write(self.key, base, seq, data, self, events, prune, envelope)
             else:
-                store.write(self.key, self.version, self.version, None, self, events)
+                store.write(self.key, self.version, self.version, None, self, events, 0, envelope)
         if reply is not None and not (
             self.durability == "commit" and store.wait_for_commit(self.key, reply, result)
         ):
@@ -362,7 +379,7 @@ class Snapshots:
                             continue  # refused by the open breaker: nothing to persist
                         if not watch.watching():
                             watch = None
-                    self.completed(instance.state, reply, result)
+                    self.completed(instance.state, reply, result, envelope)
                 except Exception as exc:
                     meter.close(budget - 1)
                     meter.errors += 1

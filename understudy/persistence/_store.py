@@ -57,9 +57,10 @@ logger = logging.getLogger("understudy")
 
 
 class Owner(Protocol):
-    """Who wrote a snapshot: told (in the event loop, never blocking) when it failed."""
+    """Who wrote a snapshot: told (in the event loop, never blocking) when it failed, with
+    the ``letter`` of every message whose effect that write held (see :meth:`Store.write`)."""
 
-    def persistence_failed(self, error: PersistenceError) -> None: ...
+    def persistence_failed(self, error: PersistenceError, letters: list[Any]) -> None: ...
 
 
 class Waiter(Protocol):
@@ -174,6 +175,7 @@ class _Entry:
         "data",
         "done",
         "events",
+        "letters",
         "owner",
         "prune_before",
         "version",
@@ -197,6 +199,7 @@ class _Entry:
         self.owner = owner
         self.events = events
         self.prune_before = prune_before
+        self.letters: list[Any] = []
         self.waiters: list[tuple[Waiter, Any]] | None = None
         self.done: anyio.Event | None = None
 
@@ -226,7 +229,7 @@ class _Entry:
         if waiters is not None:
             for reply, _ in waiters:
                 reply.fail(make_error())
-        self.owner.persistence_failed(make_error())
+        self.owner.persistence_failed(make_error(), self.letters)
         self.finish()
 
 
@@ -404,6 +407,7 @@ class Store:
         owner: Owner,
         events: list[Event] | None = None,
         prune_before: int = 0,
+        letter: Any = None,
     ) -> None:
         """Queue ``actor``'s snapshot ``version`` (built on ``base``, 0 for the first one)
         and/or its new journal ``events``.
@@ -412,8 +416,10 @@ class Store:
         yet: a newer snapshot replaces the queued one (which keeps its base and waiters),
         events are appended. ``data=None`` queues events only. ``prune_before`` drops the
         actor's journal entries up to that sequence number in the same transaction.
-        ``owner.persistence_failed`` is called if the writes cannot be committed. Raises
-        :class:`PersistenceError` if the store is not open.
+        ``owner.persistence_failed`` is called if the writes cannot be committed, with every
+        ``letter`` (not None) given for them: the messages whose effect is lost, which the
+        owner records as dead letters. Raises :class:`PersistenceError` if the store is not
+        open.
         """
         entry = self._pending.get(actor)
         if entry is not None:
@@ -431,11 +437,15 @@ class Store:
                     entry.events.extend(events)
             if prune_before:
                 entry.prune_before = prune_before
+            if letter is not None:
+                entry.letters.append(letter)
             entry.owner = owner
             return
         if self._state != "open":
             raise PersistenceError(f"cannot persist actor {actor!r}: the store is not open")
         entry = _Entry(actor, base, version, data, owner, events, prune_before)
+        if letter is not None:
+            entry.letters.append(letter)
         self._pending[actor] = entry
         self._latest[actor] = entry
         wake = self._wake
