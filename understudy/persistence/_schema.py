@@ -59,6 +59,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) WITHOUT ROWID
         """,
     ),
+    # 2 -> 3: the entries of Log fields (understudy.Log), one row each, appended in the
+    # transaction that writes the snapshot holding the log's length.
+    (
+        """
+        CREATE TABLE log_entries (
+            actor    TEXT NOT NULL,     -- the actor's name
+            field    TEXT NOT NULL,     -- the State field's name
+            seq      INTEGER NOT NULL,  -- 1, 2, ... per (actor, field), no gaps
+            entry    BLOB NOT NULL,     -- the entry, msgspec msgpack
+            recorded REAL NOT NULL,     -- unix time of the commit that appended it
+            PRIMARY KEY (actor, field, seq)
+        ) WITHOUT ROWID
+        """,
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -101,10 +115,38 @@ PRUNE_JOURNAL = (
 """Retention on demand: drop the events every actor's snapshot already includes, but the
 last ``?`` of them (parameter: how many to keep)."""
 
+INSERT_LOG_ENTRY = (
+    "INSERT INTO log_entries (actor, field, seq, entry, recorded) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (actor, field, seq) DO NOTHING"
+)
+"""Append one log entry: refused (0 rows) if that position is taken (another writer)."""
+
+SELECT_LOG = "SELECT seq, entry FROM log_entries WHERE actor = ? AND field = ? ORDER BY seq"
+
+SELECT_LOG_TAIL = (
+    "SELECT seq, entry FROM log_entries WHERE actor = ? AND field = ? AND seq > "
+    "(SELECT COALESCE(MAX(seq), 0) FROM log_entries WHERE actor = ? AND field = ?) - ? "
+    "ORDER BY seq"
+)
+"""The last ``?`` entries of one log (parameters: actor, field, actor, field, count)."""
+
+SELECT_LOGS = (
+    "SELECT field, seq, entry, recorded FROM log_entries WHERE actor = ? ORDER BY field, seq"
+)
+
 LIST_SNAPSHOTS = "SELECT actor, version, updated, state FROM snapshots ORDER BY actor"
 
 LOAD_CHUNK = 500
 """Names per ``SELECT ... IN (...)`` when loading (well under SQLite's parameter limit)."""
+
+
+def select_last_events(count: int) -> str:
+    """The last journal sequence number of each of ``count`` actors that has a journal."""
+    return (
+        "SELECT actor, MAX(seq) FROM journal WHERE actor IN ("
+        + ", ".join("?" * count)
+        + ") GROUP BY actor"
+    )
 
 
 def select_snapshots(count: int) -> str:
@@ -118,6 +160,9 @@ def select_snapshots(count: int) -> str:
 
 Event = tuple[int, str, bytes]
 """A journal entry: sequence number, event type name, encoded event."""
+
+Append = tuple[str, int, bytes]
+"""A log entry: the State field's name, its position (1, 2, ...), the encoded entry."""
 
 
 class Write(NamedTuple):
@@ -134,6 +179,8 @@ class Write(NamedTuple):
     """Events to append to the journal, in order."""
     prune_before: int
     """Drop this actor's journal entries up to this seq (retention); 0: keep them."""
+    appends: list[Append]
+    """Entries to append to the actor's logs (``Log`` fields), in order."""
 
 
 Stale = tuple[str, int, int | None]
@@ -147,16 +194,20 @@ def write_params(
     list[tuple[str, int, bytes, float]],
     list[tuple[str, int, str, bytes, float]],
     list[tuple[str, int]],
+    list[tuple[str, str, int, bytes, float]],
 ]:
-    """The parameters of a group's statements: updates, inserts, events, prunes."""
+    """The parameters of a group's statements: updates, inserts, events, prunes, appends."""
     updates: list[tuple[int, bytes, float, str, int]] = []
     inserts: list[tuple[str, int, bytes, float]] = []
     events: list[tuple[str, int, str, bytes, float]] = []
     prunes: list[tuple[str, int]] = []
+    appends: list[tuple[str, str, int, bytes, float]] = []
     for write in writes:
         actor = write.actor
         if write.events:
             events.extend((actor, seq, kind, data, updated) for seq, kind, data in write.events)
+        if write.appends:
+            appends.extend((actor, name, seq, data, updated) for name, seq, data in write.appends)
         if write.state is not None:
             if write.base:
                 updates.append((write.version, write.state, updated, actor, write.base))
@@ -164,7 +215,7 @@ def write_params(
                 inserts.append((actor, write.version, write.state, updated))
         if write.prune_before:
             prunes.append((actor, write.prune_before))
-    return updates, inserts, events, prunes
+    return updates, inserts, events, prunes, appends
 
 
 # -- connections -----------------------------------------------------------------------------
@@ -272,6 +323,7 @@ def is_transient(error: BaseException) -> bool:
 
 __all__ = [
     "INSERT_EVENT",
+    "INSERT_LOG_ENTRY",
     "INSERT_SNAPSHOT",
     "LIST_SNAPSHOTS",
     "LOAD_CHUNK",
@@ -281,9 +333,13 @@ __all__ = [
     "SCHEMA_VERSION",
     "SELECT_JOURNAL",
     "SELECT_LAST_SEQ",
+    "SELECT_LOG",
+    "SELECT_LOGS",
+    "SELECT_LOG_TAIL",
     "SELECT_VERSION",
     "SYNCHRONOUS",
     "UPDATE_SNAPSHOT",
+    "Append",
     "Event",
     "Stale",
     "Synchronous",
@@ -293,6 +349,7 @@ __all__ = [
     "migrate",
     "prepare",
     "pragmas",
+    "select_last_events",
     "select_snapshots",
     "write_params",
 ]

@@ -45,6 +45,7 @@ from understudy.persistence import _ops
 from understudy.persistence._backends import Driver, open_driver
 from understudy.persistence._schema import (
     SYNCHRONOUS,
+    Append,
     Event,
     Stale,
     Synchronous,
@@ -117,7 +118,8 @@ def _seconds(value: object, name: str, *, positive: bool, most: float) -> float:
     if not (low_ok and value <= most):  # also refuses NaN and inf
         bound = "positive" if positive else "non-negative"
         raise ValueError(
-            f"Store: {name} must be a {bound}, finite number of seconds up to {most:g}, not {value!r}"
+            f"Store: {name} must be a {bound}, finite number of seconds up to {most:g}, "
+            f"not {value!r}"
         )
     return float(value)
 
@@ -138,6 +140,8 @@ class StoreStats:
     """Actors written by committed groups (one per actor per group, after collapsing)."""
     events: int = 0
     """Journal entries committed (event-sourced actors)."""
+    log_entries: int = 0
+    """Log entries committed (``Log`` fields)."""
     collapsed: int = 0
     """Snapshots superseded by a newer one of the same actor before the writer took them."""
     stale: int = 0
@@ -171,6 +175,7 @@ class _Entry:
 
     __slots__ = (
         "actor",
+        "appends",
         "base",
         "data",
         "done",
@@ -200,6 +205,7 @@ class _Entry:
         self.events = events
         self.prune_before = prune_before
         self.letters: list[Any] = []
+        self.appends: list[Append] | None = None
         self.waiters: list[tuple[Waiter, Any]] | None = None
         self.done: anyio.Event | None = None
 
@@ -208,6 +214,8 @@ class _Entry:
         size = len(self.data) if self.data is not None else 0
         if self.events:
             size += sum(len(event[2]) for event in self.events)
+        if self.appends:
+            size += sum(len(entry[2]) for entry in self.appends)
         return size
 
     def finish(self) -> None:
@@ -233,15 +241,34 @@ class _Entry:
         self.finish()
 
 
-class _Load:
-    __slots__ = ("actor", "error", "event", "journal", "result", "tail")
+class Loaded:
+    """What an actor restarts from (:meth:`Store.restore_from`)."""
 
-    def __init__(self, actor: str, journal: bool) -> None:
+    __slots__ = (
+        "actor",
+        "entries",
+        "error",
+        "event",
+        "journal",
+        "last_event",
+        "logs",
+        "result",
+        "tail",
+    )
+
+    def __init__(self, actor: str, journal: bool, logs: Sequence[_ops.LogRequest]) -> None:
         self.actor = actor
         self.journal = journal
         self.event = anyio.Event()
         self.result: tuple[int, bytes] | None = None
+        """The latest snapshot ``(version, state)``, or None."""
         self.tail: list[tuple[int, str, bytes, float]] = []
+        """Event-sourced: the journal after the snapshot."""
+        self.last_event = 0
+        """Not event-sourced: the last journal entry's sequence number (0: none)."""
+        self.logs: Sequence[_ops.LogRequest] = logs
+        self.entries: dict[str, list[tuple[int, bytes]]] = {}
+        """Each requested log's entries ``(seq, entry)``, oldest first."""
         self.error: BaseException | None = None
 
 
@@ -308,7 +335,7 @@ class Store:
         self._driver: Driver | None = None
         self._pending: dict[str, _Entry] = {}
         self._latest: dict[str, _Entry] = {}
-        self._loads: list[_Load] = []
+        self._loads: list[Loaded] = []
         self._ops: list[_Op] = []
         self._wake: anyio.Event | None = None
         self._writer_done: anyio.Event | None = None
@@ -408,6 +435,7 @@ class Store:
         events: list[Event] | None = None,
         prune_before: int = 0,
         letter: Any = None,
+        appends: list[Append] | None = None,
     ) -> None:
         """Queue ``actor``'s snapshot ``version`` (built on ``base``, 0 for the first one)
         and/or its new journal ``events``.
@@ -416,6 +444,7 @@ class Store:
         yet: a newer snapshot replaces the queued one (which keeps its base and waiters),
         events are appended. ``data=None`` queues events only. ``prune_before`` drops the
         actor's journal entries up to that sequence number in the same transaction.
+        ``appends`` are entries of the actor's logs, committed with the snapshot.
         ``owner.persistence_failed`` is called if the writes cannot be committed, with every
         ``letter`` (not None) given for them: the messages whose effect is lost, which the
         owner records as dead letters. Raises :class:`PersistenceError` if the store is not
@@ -439,6 +468,11 @@ class Store:
                 entry.prune_before = prune_before
             if letter is not None:
                 entry.letters.append(letter)
+            if appends:
+                if entry.appends is None:
+                    entry.appends = appends
+                else:
+                    entry.appends.extend(appends)
             entry.owner = owner
             return
         if self._state != "open":
@@ -446,6 +480,8 @@ class Store:
         entry = _Entry(actor, base, version, data, owner, events, prune_before)
         if letter is not None:
             entry.letters.append(letter)
+        if appends:
+            entry.appends = appends
         self._pending[actor] = entry
         self._latest[actor] = entry
         wake = self._wake
@@ -511,7 +547,7 @@ class Store:
         through the writer, batched: many actors starting at once cost one query per 500.
         Raises :class:`PersistenceError` if the read fails or the store is not open.
         """
-        request = await self._load(actor, journal=False)
+        request = await self.restore_from(actor)
         return request.result
 
     async def load_journaled(
@@ -520,14 +556,20 @@ class Store:
         """What an event-sourced actor restarts from: its latest snapshot (or None) and the
         journal entries after it, ``(seq, kind, event, recorded)`` in order. As :meth:`load`.
         """
-        request = await self._load(actor, journal=True)
+        request = await self.restore_from(actor, journal=True)
         return request.result, request.tail
 
-    async def _load(self, actor: str, journal: bool) -> _Load:
+    async def restore_from(
+        self, actor: str, *, journal: bool = False, logs: Sequence[_ops.LogRequest] = ()
+    ) -> Loaded:
+        """Everything ``actor`` restarts from, in one batched read: its snapshot, its
+        journal after it (``journal=True``) or else the last journal entry's number, and
+        the entries of the ``logs`` asked for (``(field, keep)``: the last ``keep``, or all
+        for None). As :meth:`load`."""
         await self.committed(actor)
         if self._state != "open":
             raise PersistenceError(f"cannot load actor {actor!r}: the store is not open")
-        request = _Load(actor, journal)
+        request = Loaded(actor, journal, logs)
         self._loads.append(request)
         self._poke()
         await request.event.wait()
@@ -542,6 +584,16 @@ class Store:
         await self.committed(actor)
         result: list[tuple[int, str, bytes, float]] = await self._run(_ops.journal(actor, after))
         return result
+
+    async def log(
+        self, actor: str, field: str | None = None
+    ) -> list[tuple[str, int, bytes, float]]:
+        """``actor``'s committed log entries (``Log`` fields) as ``(field, seq, entry,
+        recorded)``, by field then position; only ``field``'s when given. Waits for the
+        writes queued before it. Raises :class:`PersistenceError`."""
+        await self.committed(actor)
+        rows: list[tuple[str, int, bytes, float]] = await self._run(_ops.read_logs(actor))
+        return rows if field is None else [row for row in rows if row[0] == field]
 
     async def prune_journal(self, *, keep: int = 0) -> int:
         """Retention: delete the journal entries that every actor's latest snapshot already
@@ -615,7 +667,9 @@ class Store:
         self._pending = {}
         assert self._driver is not None
         writes = [
-            Write(e.actor, e.base, e.version, e.data, e.events or [], e.prune_before)
+            Write(
+                e.actor, e.base, e.version, e.data, e.events or [], e.prune_before, e.appends or []
+            )
             for e in group.values()
         ]
         started = time.perf_counter()
@@ -673,6 +727,8 @@ class Store:
                 snapshot_buckets[bisect_left(SNAPSHOT_BYTES_BUCKETS, len(entry.data))] += 1
             if entry.events:
                 stats.events += len(entry.events)
+            if entry.appends:
+                stats.log_entries += len(entry.appends)
             if latest.get(actor) is entry:
                 del latest[actor]
             entry.release()
@@ -726,10 +782,13 @@ class Store:
         assert self._driver is not None
         actors: Sequence[str] = list({load.actor: None for load in loads})
         journaled = list({load.actor: None for load in loads if load.journal})
+        logs = {load.actor: load.logs for load in loads if load.logs}
         try:
             with anyio.CancelScope(shield=True):
-                result = await self._driver.run(_ops.load(actors, journaled))
-            found, tails = cast(tuple[_ops.Loaded, _ops.Journals], result)
+                result = await self._driver.run(_ops.load(actors, journaled, logs))
+            found, tails, last_events, entries = cast(
+                tuple[_ops.Loaded, _ops.Journals, dict[str, int], _ops.Logs], result
+            )
         except Exception as exc:
             for load in loads:
                 error = PersistenceError(f"cannot load actor {load.actor!r}: {exc}")
@@ -742,6 +801,10 @@ class Store:
             load.result = found.get(load.actor)
             if load.journal:
                 load.tail = tails[load.actor]
+            else:
+                load.last_event = last_events.get(load.actor, 0)
+            if load.logs:
+                load.entries = entries.get(load.actor, {})
             load.event.set()
 
     async def _serve_ops(self) -> None:
@@ -780,6 +843,7 @@ __all__ = [
     "GROUP_SIZE_BUCKETS",
     "SNAPSHOT_BYTES_BUCKETS",
     "InjectedWriteError",
+    "Loaded",
     "Owner",
     "Store",
     "StoreStats",
