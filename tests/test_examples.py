@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-TESTED = {"bank.py", "sensors.py", "tour.py"}
+TESTED = {"bank.py", "migration.py", "sensors.py", "tour.py"}
 
 
 def test_every_example_is_run_by_a_test() -> None:
@@ -81,4 +81,16 @@ def test_tour_example_restarts_the_account_after_a_failed_request(backend: str) 
         "withdraw 4 -> 6",
         "refused: insufficient funds: 6 < 50",
         "balance after restart: 0",
+    ]
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_migration_example_refuses_then_migrates_once(backend: str) -> None:
+    result = run_example("migration.py", backend)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "v1: Ada Lovelace <ada@example.org>",
+        "refused: field 'name', stored schema {name: str, email: str}",
+        "v2: Ada Lovelace <ada@example.org>, tier basic",
+        "v2 again, without migrate_state: Ada Lovelace",
     ]

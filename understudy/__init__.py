@@ -73,6 +73,10 @@ from understudy.supervision import (
 
 __version__ = "0.1.0"
 
+# store (wave 2): append-only Log fields; schema-change and kind-change errors
+from understudy.errors import KindChanged, StateSchemaChanged
+from understudy.persistence import Log
+
 __all__ = [
     "Chaos",
     "Fault",
@@ -153,6 +157,10 @@ __all__ = [
     "UnderstudyError",
     "UnknownActor",
     "__version__",
+    # store (wave 2)
+    "KindChanged",
+    "Log",
+    "StateSchemaChanged",
     "decode",
     "run",
 ]

@@ -25,6 +25,7 @@ aiosqlite on asyncio and through stdlib ``sqlite3`` on a worker thread on trio.
 """
 
 from understudy.persistence._actor import DURABILITIES, EventSourced, Snapshots, attach
+from understudy.persistence._log import Log
 from understudy.persistence._metrics import StoreCollector
 from understudy.persistence._schema import SCHEMA_VERSION, SYNCHRONOUS, Synchronous
 from understudy.persistence._store import InjectedWriteError, Store, StoreStats
@@ -35,6 +36,7 @@ __all__ = [
     "SYNCHRONOUS",
     "EventSourced",
     "InjectedWriteError",
+    "Log",
     "Snapshots",
     "Store",
     "StoreCollector",
