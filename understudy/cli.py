@@ -18,6 +18,7 @@ store) with their version, last update time and state as JSON::
     understudy inspect app.db --actor alice     # only some actors
     understudy inspect app.db --json            # one JSON document, for scripts
     understudy inspect app.db --journal ledger  # an event-sourced actor's journal, in order
+    understudy inspect app.db --log conv-1      # an actor's Log fields' entries, in order
 
 Exit status: 0 on success, 1 when the command failed (the reason on stderr: an endpoint that
 cannot be reached or answers with something else than a tree, a store that cannot be read),
@@ -130,16 +131,27 @@ def _add_inspect(commands: Any) -> None:
     parser.add_argument(
         "--journal", metavar="NAME", help="print this event-sourced actor's journal instead"
     )
+    parser.add_argument(
+        "--log", metavar="NAME", help="print the entries of this actor's Log fields instead"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.set_defaults(handler=_inspect)
 
 
 def _inspect(args: argparse.Namespace, out: TextIO) -> int:
-    from understudy.persistence._inspect import journal_records, schema_version, snapshot_records
+    from understudy.persistence._inspect import (
+        journal_records,
+        log_records,
+        schema_version,
+        snapshot_records,
+    )
 
     try:
         if args.journal is not None:
             _print_journal(args, out, journal_records(args.store, args.journal))
+            return 0
+        if args.log is not None:
+            _print_log(args, out, log_records(args.store, args.log))
             return 0
         records = snapshot_records(args.store, args.actor)
         if args.json:
@@ -173,6 +185,20 @@ def _print_journal(args: argparse.Namespace, out: TextIO, entries: list[dict[str
         for entry in entries:
             event = msgspec.json.encode(entry["event"]).decode()
             out.write(f"{entry['seq']:>8}  {entry['recorded']:<32}  {entry['kind']:<20}  {event}\n")
+
+
+def _print_log(args: argparse.Namespace, out: TextIO, entries: list[dict[str, Any]]) -> None:
+    if args.json:
+        _write_json(out, {"store": args.store, "actor": args.log, "log": entries})
+    elif not entries:
+        out.write(f"no log entries for {args.log!r}\n")
+    else:
+        out.write(f"{'FIELD':<16}  {'SEQ':>8}  {'RECORDED (UTC)':<32}  ENTRY\n")
+        for entry in entries:
+            value = msgspec.json.encode(entry["entry"]).decode()
+            out.write(
+                f"{entry['field']:<16}  {entry['seq']:>8}  {entry['recorded']:<32}  {value}\n"
+            )
 
 
 def _write_json(out: TextIO, document: object) -> None:

@@ -583,8 +583,8 @@ class Snapshots:
         store = self.store
         if self.kinds is None:
             data = self.encoder.encode(state)
+            appends = self.appends(state) if self.logs else None  # also refuses a replaced log
             if data != self.last:
-                appends = self.appends(state) if self.logs else None
                 self.last = data
                 base = self.version
                 self.version = base + 1
