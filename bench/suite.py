@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import ask, fan_in, resilience, spawn, supervision, tell
+from bench import ask, delta_state, fan_in, resilience, spawn, supervision, tell
 from bench.harness import Benchmark
 
 BENCHMARKS: list[Benchmark] = [
@@ -15,4 +15,7 @@ BENCHMARKS: list[Benchmark] = [
     resilience.TELL,
     resilience.ASK,
     resilience.REFUSAL,
+    # store (wave 2)
+    delta_state.BENCHMARK,
+    delta_state.LIST,
 ]
