@@ -24,6 +24,7 @@ from understudy.persistence._schema import (
     LOAD_CHUNK,
     PRUNE_BEFORE,
     PRUNE_JOURNAL,
+    SELECT_BUDGET,
     SELECT_JOURNAL,
     SELECT_LAST_SEQ,
     SELECT_LOG,
@@ -31,6 +32,8 @@ from understudy.persistence._schema import (
     SELECT_LOGS,
     SELECT_VERSION,
     UPDATE_SNAPSHOT,
+    UPSERT_BUDGET,
+    BudgetRow,
     Event,
     Stale,
     Write,
@@ -43,13 +46,19 @@ Step = tuple[str, str, Any]
 Steps = Generator[Step, Any, Any]
 
 
-def commit_group(writes: list[Write], updated: float, fault: BaseException | None) -> Steps:
+def commit_group(
+    writes: list[Write],
+    updated: float,
+    fault: BaseException | None,
+    budgets: Sequence[BudgetRow] = (),
+) -> Steps:
     """Write one group in one transaction and commit it; returns the refused writes.
 
     The fast path is one ``executemany`` per kind of row. If any compare-and-set failed
     (fewer rows changed than written), the transaction is rolled back and redone one actor
     at a time, each in a savepoint, so a refused actor leaves none of its rows while the
-    others commit. ``fault`` (a test hook) is raised after the writes, before ``COMMIT``.
+    others commit. ``budgets`` (persistent budgets' figures) are written in the same
+    transaction. ``fault`` (a test hook) is raised after the writes, before ``COMMIT``.
     """
     updates, inserts, events, prunes, appends = write_params(writes, updated)
     written = 0
@@ -71,6 +80,8 @@ def commit_group(writes: list[Write], updated: float, fault: BaseException | Non
                 stale.append(refused)
     elif prunes:
         yield ("many", PRUNE_BEFORE, prunes)
+    if budgets:
+        yield ("many", UPSERT_BUDGET, [(*row, updated) for row in budgets])
     if fault is not None:
         raise fault
     yield ("commit", "", None)
@@ -166,6 +177,12 @@ def load(
     return found, journals, last_events, entries
 
 
+def load_budget(name: str) -> Steps:
+    """The stored figures of budget ``name`` (a :data:`BudgetRow`), or None."""
+    row = yield ("one", SELECT_BUDGET, (name,))
+    return None if row is None else tuple(row)
+
+
 def read_logs(actor: str) -> Steps:
     """Every entry of ``actor``'s logs: ``[(field, seq, entry, recorded), ...]``."""
     rows: list[tuple[str, int, bytes, float]] = list((yield ("all", SELECT_LOGS, (actor,))))
@@ -199,6 +216,7 @@ __all__ = [
     "commit_group",
     "journal",
     "load",
+    "load_budget",
     "prune",
     "read_logs",
 ]

@@ -73,6 +73,24 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) WITHOUT ROWID
         """,
     ),
+    # 3 -> 4: persistent budgets (rt.budget(name=..., persistent=True)), one row each,
+    # written whole (absolute figures) with the next group after each change.
+    (
+        """
+        CREATE TABLE budgets (
+            name            TEXT PRIMARY KEY,
+            tokens          INTEGER,           -- the limits; NULL: none
+            usd             REAL,
+            seconds         REAL,
+            opened          REAL NOT NULL,     -- unix time first opened (seconds count from it)
+            spent_tokens    INTEGER NOT NULL,  -- charged and settled
+            spent_usd       REAL NOT NULL,
+            reserved_tokens INTEGER NOT NULL,  -- held by reservations not settled yet
+            reserved_usd    REAL NOT NULL,
+            updated         REAL NOT NULL      -- unix time of the commit that wrote it
+        )
+        """,
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -132,6 +150,29 @@ SELECT_LOG_TAIL = (
 
 SELECT_LOGS = (
     "SELECT field, seq, entry, recorded FROM log_entries WHERE actor = ? ORDER BY field, seq"
+)
+
+UPSERT_BUDGET = (
+    "INSERT INTO budgets (name, tokens, usd, seconds, opened, spent_tokens, spent_usd, "
+    "reserved_tokens, reserved_usd, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (name) DO UPDATE SET spent_tokens = excluded.spent_tokens, "
+    "spent_usd = excluded.spent_usd, reserved_tokens = excluded.reserved_tokens, "
+    "reserved_usd = excluded.reserved_usd, updated = excluded.updated"
+)
+"""Write a budget's figures (its limits and opening time are set by the first write)."""
+
+BudgetRow = tuple[str, int | None, float | None, float | None, float, int, float, int, float]
+"""A budget as stored, without ``updated``: name, limits (tokens, usd, seconds), opened,
+spent (tokens, usd), reserved (tokens, usd)."""
+
+SELECT_BUDGET = (
+    "SELECT name, tokens, usd, seconds, opened, spent_tokens, spent_usd, reserved_tokens, "
+    "reserved_usd FROM budgets WHERE name = ?"
+)
+
+LIST_BUDGETS = (
+    "SELECT name, tokens, usd, seconds, opened, spent_tokens, spent_usd, reserved_tokens, "
+    "reserved_usd, updated FROM budgets ORDER BY name"
 )
 
 LIST_SNAPSHOTS = "SELECT actor, version, updated, state FROM snapshots ORDER BY actor"
@@ -323,6 +364,10 @@ def is_transient(error: BaseException) -> bool:
 
 __all__ = [
     "INSERT_EVENT",
+    "LIST_BUDGETS",
+    "SELECT_BUDGET",
+    "UPSERT_BUDGET",
+    "BudgetRow",
     "INSERT_LOG_ENTRY",
     "INSERT_SNAPSHOT",
     "LIST_SNAPSHOTS",

@@ -31,6 +31,7 @@ import os
 import random
 import sqlite3
 import time
+import weakref
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ from understudy.persistence._backends import Driver, open_driver
 from understudy.persistence._schema import (
     SYNCHRONOUS,
     Append,
+    BudgetRow,
     Event,
     Stale,
     Synchronous,
@@ -73,6 +75,12 @@ class Waiter(Protocol):
     def event(self) -> anyio.Event: ...
 
     def fail(self, error: BaseException) -> None: ...
+
+
+class BudgetFigures(Protocol):
+    """A persistent budget, as the store writes it (``understudy.budgets.Budget``)."""
+
+    def stored_row(self) -> BudgetRow: ...
 
 
 class InjectedWriteError(sqlite3.OperationalError):
@@ -142,6 +150,8 @@ class StoreStats:
     """Journal entries committed (event-sourced actors)."""
     log_entries: int = 0
     """Log entries committed (``Log`` fields)."""
+    budget_writes: int = 0
+    """Persistent budgets' figures committed (one per budget per group)."""
     collapsed: int = 0
     """Snapshots superseded by a newer one of the same actor before the writer took them."""
     stale: int = 0
@@ -336,6 +346,10 @@ class Store:
         self._pending: dict[str, _Entry] = {}
         self._latest: dict[str, _Entry] = {}
         self._loads: list[Loaded] = []
+        self._budgets: dict[str, BudgetFigures] = {}
+        """Persistent budgets changed since the last group (written whole with the next)."""
+        self.live_budgets: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+        """The persistent budgets open in this runtime, by name (``understudy.budgets``)."""
         self._ops: list[_Op] = []
         self._wake: anyio.Event | None = None
         self._writer_done: anyio.Event | None = None
@@ -488,6 +502,21 @@ class Store:
         if wake is not None:
             self._wake = None
             wake.set()
+
+    def budget_changed(self, name: str, budget: BudgetFigures) -> None:
+        """Queue persistent budget ``name``'s figures for the next group (never blocks).
+        A failed group queues them again; a budget change after the store closed is kept
+        in memory only (the runtime is ending)."""
+        if self._state != "open":
+            return
+        self._budgets[name] = budget
+        self._poke()
+
+    async def load_budget(self, name: str) -> BudgetRow | None:
+        """The committed figures of persistent budget ``name``, or None. Waits for the
+        writes queued before it. Raises :class:`PersistenceError`."""
+        row: BudgetRow | None = await self._run(_ops.load_budget(name))
+        return row
 
     def wait_for_commit(self, actor: str, reply: Waiter, value: Any) -> bool:
         """Release ``reply`` with ``value`` once ``actor``'s newest queued snapshot commits
@@ -643,14 +672,14 @@ class Store:
         assert self._writer_done is not None
         try:
             while True:
-                if self._pending:
+                if self._pending or self._budgets:
                     await self._commit_group()
                 if self._loads:
                     # After each group, so a busy writer cannot starve actors that start.
                     await self._serve_loads()
                 if self._ops:
                     await self._serve_ops()
-                if self._pending or self._loads or self._ops:
+                if self._pending or self._loads or self._ops or self._budgets:
                     continue
                 if self._state == "closing":
                     return
@@ -665,6 +694,9 @@ class Store:
     async def _commit_group(self) -> None:
         group = self._pending
         self._pending = {}
+        budgets = self._budgets
+        self._budgets = {}
+        budget_rows = [budget.stored_row() for budget in budgets.values()]
         assert self._driver is not None
         writes = [
             Write(
@@ -677,7 +709,7 @@ class Store:
         while True:
             fault = self._faults.pop(0) if self._faults else None
             try:
-                steps = _ops.commit_group(writes, time.time(), fault)
+                steps = _ops.commit_group(writes, time.time(), fault, budget_rows)
                 with anyio.CancelScope(shield=True):
                     stale = cast(list[Stale], await self._driver.run(steps))
                 break
@@ -692,6 +724,7 @@ class Store:
                         # The writer is cancelled (its task group is): nobody will retry.
                         self._fail_group(group, exc)
                         raise
+                    budget_rows = [budget.stored_row() for budget in budgets.values()]
                     continue
                 self.stats.failed_groups += 1
                 logger.error(
@@ -704,12 +737,15 @@ class Store:
                     extra={"actor": None, "correlation_id": None},
                 )
                 self._fail_group(group, exc)
+                for name, budget in budgets.items():  # figures, not deltas: write them later
+                    self._budgets.setdefault(name, budget)
                 return
         stats = self.stats
         took = time.perf_counter() - started
         stats.commit_seconds += took
         stats.commit_buckets[bisect_left(COMMIT_SECONDS_BUCKETS, took)] += 1
         stats.commits += 1
+        stats.budget_writes += len(budget_rows)
         stale_actors = self._refuse(group, stale) if stale else ()
         written = len(group) - len(stale_actors)
         stats.snapshots += written
