@@ -274,3 +274,25 @@ def test_a_log_reads_like_a_sequence() -> None:
     with pytest.raises(IndexError):
         log[6]
     assert log == us.Log([1, 2, 3, 4, 5, 6])
+
+
+async def test_rollback_undoes_a_message_s_changes_and_appends(tmp_path: Path) -> None:
+    """``Snapshots.rollback`` (for a handler error answered without a restart): the state of
+    the last completed message, its log without what was appended since."""
+    from understudy.persistence import Snapshots
+
+    async with us.Runtime(store=tmp_path / "app.db") as rt:
+        chat = await rt.spawn(Conversation, name="conv-1")
+        assert await chat.ask(Say("kept")) == 2
+        cell = chat._cell
+        link = cell.persistence
+        assert isinstance(link, Snapshots) and cell.instance is not None
+        state = cell.instance.state
+        state.title = "changed by a failing message"
+        state.turns.append(Turn("user", "rolled back"))
+        assert link.rollback(cell.instance)
+        assert cell.instance.state.title == ""
+        assert [t.text for t in cell.instance.state.turns] == ["kept", "KEPT"]
+        assert await chat.ask(Say("next")) == 4
+        assert rt.store is not None
+        assert [row[1] for row in await rt.store.log("conv-1")] == [1, 2, 3, 4]
