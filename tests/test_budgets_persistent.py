@@ -213,3 +213,12 @@ def test_sigkill_keeps_what_a_durable_ask_acknowledged(tmp_path: Path) -> None:
         spent, reserved, _, _ = stored(db, "conv-kill")
         assert spent + reserved >= acknowledged - 1e-9
         assert spent + reserved <= 5.0 + 1e-9
+
+
+async def test_an_enclosing_deadline_does_not_shorten_a_shared_budget(tmp_path: Path) -> None:
+    async with us.Runtime(store=tmp_path / "app.db") as rt:
+        async with rt.budget(name="request", seconds=0.5):
+            async with rt.budget(name="conv-1", seconds=600, persistent=True) as conv:
+                assert conv.time_left() > 590  # its own deadline; the sends carry 0.5 s
+        async with rt.budget(name="conv-1", persistent=True) as again:
+            assert again is conv and again.time_left() > 590

@@ -242,3 +242,59 @@ async def test_a_plain_actor_may_take_over_a_snapshot_that_holds_every_event(
             await ledger.ask(Deposit(1))
     async with us.Runtime(store=db) as rt:
         assert await (await rt.spawn(PlainLedger, name="ledger")).ask(Get()) == 10
+
+
+# -- migrations and logs ------------------------------------------------------------------------
+
+
+class Say(us.Request[int], frozen=True):
+    text: str
+
+
+class ChatV1(us.Actor):
+    persistent = True
+
+    class State(msgspec.Struct):
+        subject: str = ""
+        turns: us.Log[str] = us.Log.field()
+
+    async def say(self, msg: Say) -> int:
+        self.state.subject = "parcel"
+        self.state.turns.append(msg.text)
+        return len(self.state.turns)
+
+
+class ChatV2(us.Actor):
+    persistent = True
+
+    class State(msgspec.Struct):
+        title: str = ""  # was `subject`
+        turns: us.Log[str] = us.Log.field()
+
+    @staticmethod
+    def migrate_state(stored: dict[str, Any]) -> ChatV2.State:
+        return ChatV2.State(title=stored["subject"])  # a fresh Log: the stored one is kept
+
+    async def say(self, msg: Say) -> int:
+        self.state.turns.append(msg.text)
+        return len(self.state.turns)
+
+    async def get(self, msg: Get) -> Any:
+        return (self.state.title, list(self.state.turns))
+
+
+async def test_a_migration_keeps_the_stored_log(tmp_path: Path) -> None:
+    db = tmp_path / "app.db"
+    async with us.Runtime(store=db) as rt:
+        chat = await rt.spawn(ChatV1, name="chat")
+        assert await chat.ask(Say("hello")) == 1
+        assert await chat.ask(Say("where is it?")) == 2
+    async with us.Runtime(store=db) as rt:
+        chat = await rt.spawn(ChatV2, name="chat")
+        assert await chat.ask(Get()) == ("parcel", ["hello", "where is it?"])
+        assert await chat.ask(Say("thanks")) == 3
+    async with us.Runtime(store=db) as rt:
+        assert await (await rt.spawn(ChatV2, name="chat")).ask(Get()) == (
+            "parcel",
+            ["hello", "where is it?", "thanks"],
+        )

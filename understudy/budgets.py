@@ -514,7 +514,7 @@ class BudgetScope:
             deadline=deadline,
             parent=parent,
         )
-        return self._enter(budget, corr)
+        return self._enter(budget, corr, deadline)
 
     def _enclosing(self) -> tuple[Budget | None, float, int | None]:
         """The enclosing budget, the inherited deadline and the correlation id to use."""
@@ -530,8 +530,8 @@ class BudgetScope:
         corr = None if inherited is not None else next(runtime.correlation_ids)
         return parent, outer, corr
 
-    def _enter(self, budget: Budget, corr: int | None) -> Budget:
-        self._scope = open_scope(corr, budget.deadline, budget)
+    def _enter(self, budget: Budget, corr: int | None, deadline: float) -> Budget:
+        self._scope = open_scope(corr, deadline, budget)
         self._scope.__enter__()
         self._budget = budget
         return budget
@@ -558,10 +558,11 @@ class BudgetScope:
             store.live_budgets[name] = budget
             store.budget_changed(name, budget)
         if parent is not None and parent is not budget:
+            # Not seconds: a conversation outlives each request it is opened in; this
+            # opening's sends carry the enclosing deadline all the same.
             for kind, mine, limit in (
                 ("tokens", budget.tokens, parent.tokens),
                 ("usd", budget.usd, parent.usd),
-                ("seconds", budget.seconds, parent.seconds),
             ):
                 if mine is not None and limit is not None and mine > limit:
                     raise ValueError(
@@ -569,13 +570,12 @@ class BudgetScope:
                         f"{parent.name!r} ({kind}={limit:g})"
                     )
         budget.parent = parent  # counts against the budget it is opened in now
-        deadline = 0.0
-        if budget.seconds is not None:
-            deadline = runtime.clock() + (budget.opened + budget.seconds - time.time())
+        if budget.seconds is not None:  # its own deadline only: it is shared by its openers
+            budget.deadline = runtime.clock() + (budget.opened + budget.seconds - time.time())
+        deadline = budget.deadline
         if outer and (not deadline or outer < deadline):
-            deadline = outer
-        budget.deadline = deadline
-        return self._enter(budget, corr)
+            deadline = outer  # this opening's sends also carry the enclosing deadline
+        return self._enter(budget, corr, deadline)
 
     def _check_limits(self, tokens: float | None, usd: float | None, seconds: float | None) -> None:
         for kind, mine, stored in (

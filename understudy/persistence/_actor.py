@@ -330,6 +330,8 @@ class Snapshots:
             state, migrated = self.decode(version, data)
         counts = {}
         for log in self.logs:
+            if migrated:
+                self.keep_stored_log(state, log, data)
             counts[log.name] = self.restore_log(state, log, version, loaded.entries)
         instance.state = state
         seq = version
@@ -397,6 +399,14 @@ class Snapshots:
                 self.key, version, f"its migrate_state failed: {exc!r} (on {error.detail})"
             ) from exc
         return result, True
+
+    def keep_stored_log(self, state: Any, log: _LogField, data: bytes) -> None:
+        """After a migration that built a fresh Log for a field whose entries are stored:
+        the stored entries stay that log's (a migration does not rewrite log rows)."""
+        stored = msgspec.msgpack.decode(data).get(log.name)
+        current = getattr(state, log.attr)
+        if type(stored) is int and stored > 0 and isinstance(current, Log) and not len(current):
+            current._restored(stored, [])
 
     def restore_log(
         self, state: Any, log: _LogField, version: int, entries: dict[str, list[tuple[int, bytes]]]
