@@ -2,10 +2,11 @@
 
 Usage: ``python tests/crash_server.py DB BACKEND ACTORS MODE``. Serves persistent counters
 ``c0 .. c{ACTORS-1}`` — snapshot actors (MODE ``snapshot``), event-sourced ones (MODE
-``events``) or snapshot actors keeping the ids in a ``Log`` field (MODE ``log``) — on a loopback TCP port, which it prints on stdout once ready. Each
-request line ``<request id> <actor index>`` is an ask (``durability="commit"``) that records
-the request id in that actor's state; its reply line ``<request id> <count>`` is written
-only after the ask returned, i.e. after the effect was committed.
+``events``) or snapshot actors keeping the ids in a ``Log`` field (MODE ``log``) — on a
+loopback TCP port, which it prints on stdout once ready. Each request line ``<request id>
+<actor index>`` is an ask (``durability="commit"``) that records the request id in that
+actor's state; its reply line ``<request id> <count>`` is written only after the ask
+returned, i.e. after the effect was committed.
 """
 
 from __future__ import annotations

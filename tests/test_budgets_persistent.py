@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -55,9 +56,11 @@ async def test_a_later_request_continues_from_what_was_spent(tmp_path: Path) -> 
 
 async def test_a_restart_continues_and_reopening_keeps_the_limits(tmp_path: Path) -> None:
     db = tmp_path / "app.db"
-    async with us.Runtime(store=db) as rt:
-        async with rt.budget(name="conv-1", usd=0.5, seconds=600, persistent=True) as budget:
-            budget.charge(usd=0.125)
+    async with (
+        us.Runtime(store=db) as rt,
+        rt.budget(name="conv-1", usd=0.5, seconds=600, persistent=True) as budget,
+    ):
+        budget.charge(usd=0.125)
     assert stored(db, "conv-1") == (0.125, 0.0, 0, 0)
     async with us.Runtime(store=db) as rt:
         async with rt.budget(name="conv-1", persistent=True) as budget:
@@ -73,35 +76,40 @@ async def test_a_restart_continues_and_reopening_keeps_the_limits(tmp_path: Path
 
 async def test_a_dead_process_s_reservations_are_settled_as_spent(tmp_path: Path) -> None:
     db = tmp_path / "app.db"
-    async with us.Runtime(store=db) as rt:
-        async with rt.budget(name="conv-1", usd=1.0, persistent=True) as budget:
-            budget.reserve(usd=0.25)  # never settled: the process "dies" holding it
-            assert metric(rt, "understudy_budget_reserved", "usd") == 0.25
+    async with (
+        us.Runtime(store=db) as rt,
+        rt.budget(name="conv-1", usd=1.0, persistent=True) as budget,
+    ):
+        budget.reserve(usd=0.25)  # never settled: the process "dies" holding it
+        assert metric(rt, "understudy_budget_reserved", "usd") == 0.25
     assert stored(db, "conv-1") == (0.0, 0.25, 0, 0)
-    async with us.Runtime(store=db) as rt:
-        async with rt.budget(name="conv-1", persistent=True) as budget:
-            assert budget.spent == us.Usage(0, 0.25) and budget.reserved == us.Usage(0, 0.0)
-            assert metric(rt, "understudy_budget_spent", "usd") == 0.25
+    async with us.Runtime(store=db) as rt, rt.budget(name="conv-1", persistent=True) as budget:
+        assert budget.spent == us.Usage(0, 0.25) and budget.reserved == us.Usage(0, 0.0)
+        assert metric(rt, "understudy_budget_spent", "usd") == 0.25
     assert stored(db, "conv-1") == (0.25, 0.0, 0, 0)
 
 
 async def test_a_hierarchy_of_persistent_budgets_survives_a_restart(tmp_path: Path) -> None:
     db = tmp_path / "app.db"
-    async with us.Runtime(store=db) as rt:
-        async with rt.budget(name="tenant-a", usd=1.0, persistent=True):
-            async with rt.budget(name="conv-1", usd=0.5, persistent=True) as conv:
-                async with rt.budget(name="call", usd=0.2) as call:  # in memory
-                    call.reserve(usd=0.1).settle(usd=0.15)
-                assert conv.spent_usd == pytest.approx(0.15)
-    async with us.Runtime(store=db) as rt:
-        async with rt.budget(name="tenant-a", persistent=True) as tenant:
-            assert tenant.spent_usd == pytest.approx(0.15)
-            async with rt.budget(name="conv-2", usd=0.5, persistent=True) as conv2:
-                conv2.charge(usd=0.05)
-            assert tenant.spent_usd == pytest.approx(0.2)
-            with pytest.raises(ValueError, match="larger than the enclosing budget"):
-                async with rt.budget(name="conv-3", usd=2.0, persistent=True):
-                    pass
+    async with (
+        us.Runtime(store=db) as rt,
+        rt.budget(name="tenant-a", usd=1.0, persistent=True),
+        rt.budget(name="conv-1", usd=0.5, persistent=True) as conv,
+    ):
+        async with rt.budget(name="call", usd=0.2) as call:  # in memory
+            call.reserve(usd=0.1).settle(usd=0.15)
+        assert conv.spent_usd == pytest.approx(0.15)
+    async with (
+        us.Runtime(store=db) as rt,
+        rt.budget(name="tenant-a", persistent=True) as tenant,
+    ):
+        assert tenant.spent_usd == pytest.approx(0.15)
+        async with rt.budget(name="conv-2", usd=0.5, persistent=True) as conv2:
+            conv2.charge(usd=0.05)
+        assert tenant.spent_usd == pytest.approx(0.2)
+        with pytest.raises(ValueError, match="larger than the enclosing budget"):
+            async with rt.budget(name="conv-3", usd=2.0, persistent=True):
+                pass
 
 
 async def test_persistent_budget_bad_input(tmp_path: Path) -> None:
@@ -137,30 +145,32 @@ async def overspend_run(
     one reopens the budget. The settled total never goes over the limit."""
     if plan is None:
         plan = [(rng.randint(1, 200), rng.random(), rng.randint(0, 5)) for _ in range(reservers)]
-    for phase in (plan[:restart_at], plan[restart_at:]):
-        async with us.Runtime(store=db) as rt:
-            async with rt.budget(name="conv", tokens=limit, persistent=True) as budget:
+    for first, phase in ((True, plan[:restart_at]), (False, plan[restart_at:])):
+        async with (
+            us.Runtime(store=db) as rt,
+            rt.budget(name="conv", tokens=limit, persistent=True) as budget,
+        ):
 
-                async def reserver(tokens: int, used: float, waits: int) -> None:
-                    try:
-                        reservation = budget.reserve(tokens=tokens)
-                    except us.BudgetExceeded:
-                        return
-                    for _ in range(waits):
-                        await anyio.sleep(0)
-                    if phase is plan[:restart_at] and waits == 5:
-                        await anyio.sleep_forever()  # dies with the runtime, never settled
-                    reservation.settle(tokens=int(tokens * used))
-                    assert budget.spent_tokens <= limit
+            async def reserver(tokens: int, used: float, waits: int, dies: bool = first) -> None:
+                try:
+                    reservation = budget.reserve(tokens=tokens)
+                except us.BudgetExceeded:
+                    return
+                for _ in range(waits):
+                    await anyio.lowlevel.checkpoint()
+                if dies and waits == 5:
+                    await anyio.sleep_forever()  # dies with the runtime, never settled
+                reservation.settle(tokens=int(tokens * used))
+                assert budget.spent_tokens <= limit
 
-                async with anyio.create_task_group() as tg:
-                    for tokens, used, waits in phase:
-                        tg.start_soon(reserver, tokens, used, waits)
-                    for _ in range(8):
-                        await anyio.sleep(0)
-                    tg.cancel_scope.cancel()
-                assert budget.spent_tokens + budget.reserved_tokens <= limit
-    spent, _, spent_tokens, reserved_tokens = stored(db, "conv")
+            async with anyio.create_task_group() as tg:
+                for tokens, used, waits in phase:
+                    tg.start_soon(reserver, tokens, used, waits)
+                for _ in range(8):
+                    await anyio.lowlevel.checkpoint()
+                tg.cancel_scope.cancel()
+            assert budget.spent_tokens + budget.reserved_tokens <= limit
+    _, _, spent_tokens, reserved_tokens = stored(db, "conv")
     assert spent_tokens + reserved_tokens <= limit
 
 
@@ -201,10 +211,8 @@ def test_sigkill_keeps_what_a_durable_ask_acknowledged(tmp_path: Path) -> None:
         )
         assert child.stdout is not None
         acknowledged = 0.0
-        lines = 0
-        for line in child.stdout:
+        for lines, line in enumerate(child.stdout, 1):
             acknowledged = float(line)
-            lines += 1
             if lines == 40:
                 break
         child.send_signal(signal.SIGKILL)
@@ -217,8 +225,10 @@ def test_sigkill_keeps_what_a_durable_ask_acknowledged(tmp_path: Path) -> None:
 
 async def test_an_enclosing_deadline_does_not_shorten_a_shared_budget(tmp_path: Path) -> None:
     async with us.Runtime(store=tmp_path / "app.db") as rt:
-        async with rt.budget(name="request", seconds=0.5):
-            async with rt.budget(name="conv-1", seconds=600, persistent=True) as conv:
-                assert conv.time_left() > 590  # its own deadline; the sends carry 0.5 s
+        async with (
+            rt.budget(name="request", seconds=0.5),
+            rt.budget(name="conv-1", seconds=600, persistent=True) as conv,
+        ):
+            assert conv.time_left() > 590  # its own deadline; the sends carry 0.5 s
         async with rt.budget(name="conv-1", persistent=True) as again:
             assert again is conv and again.time_left() > 590

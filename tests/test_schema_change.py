@@ -225,7 +225,7 @@ async def test_an_event_sourced_actor_redeclared_plain_is_refused_not_truncated(
         for _ in range(15):  # a snapshot at 10, five events after it
             await ledger.ask(Deposit(1))
     async with us.Runtime(store=db) as rt:
-        with pytest.raises(us.KindChanged, match="events 11...15") as caught:
+        with pytest.raises(us.KindChanged, match=r"events 11\.\.\.15") as caught:
             await rt.spawn(PlainLedger, name="ledger")
     assert caught.value.actor == "ledger" and caught.value.last_event == 15
     async with us.Runtime(store=db) as rt:  # nothing was dropped: event-sourced again, all 15

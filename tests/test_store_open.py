@@ -50,7 +50,7 @@ def test_a_store_path_must_be_a_path() -> None:
 
 async def test_an_open_error_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "missing" / "app.db"
-    with pytest.raises(us.PersistenceError, match="missing/app.db") as caught:
+    with pytest.raises(us.PersistenceError, match=r"missing/app\.db") as caught:
         async with us.Runtime(store=path):
             pass
     assert isinstance(caught.value.__cause__, sqlite3.Error)
