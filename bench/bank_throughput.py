@@ -18,7 +18,8 @@ process (all its threads, SQLite's included). Target: the last window ≥ 0.8x t
 CPU figure: on a shared machine the wall figure swings with other processes' load, while the
 cost of a transfer in CPU is what grows if state grows. Then the bank recovers and its
 invariants are checked. Exit status 1 if the target is missed or an invariant broke.
-``--quick`` (CI): 6 s in 2-second windows, a smoke test of the same code, not data.
+``--quick`` (CI): 6 s in 2-second windows, a smoke test of the same code, not data (its exit
+status says only whether the invariants held).
 """
 
 from __future__ import annotations
@@ -141,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{'pass' if passed else '**FAIL**'}"
     )
     print("invariants: " + ("ok" if verdict.ok else "**BROKEN** " + "; ".join(verdict.lines())))
+    if args.quick:  # a smoke test: six seconds of a noisy machine say nothing about a trend
+        return 0 if verdict.ok else 1
     return 0 if passed and verdict.ok else 1
 
 
