@@ -296,3 +296,26 @@ async def test_rollback_undoes_a_message_s_changes_and_appends(tmp_path: Path) -
         assert await chat.ask(Say("next")) == 4
         assert rt.store is not None
         assert [row[1] for row in await rt.store.log("conv-1")] == [1, 2, 3, 4]
+
+
+async def test_the_cli_shows_logs_and_persistent_budgets(tmp_path: Path) -> None:
+    import io
+    import json
+
+    from understudy.cli import main
+
+    db = tmp_path / "app.db"
+    async with us.Runtime(store=db) as rt:
+        await (await rt.spawn(Conversation, name="conv-1")).ask(Say("hi"))
+        async with rt.budget(name="conv-1", usd=0.5, tokens=100, persistent=True) as budget:
+            budget.reserve(tokens=10).settle(tokens=7, usd=0.125)
+    out = io.StringIO()
+    assert main(["inspect", str(db), "--log", "conv-1"], out) == 0
+    assert '{"role":"assistant","text":"HI"}' in out.getvalue()
+    out = io.StringIO()
+    assert main(["inspect", str(db), "--budgets"], out) == 0
+    assert "conv-1  0.125/0/0.5" in out.getvalue() and "7/0/100" in out.getvalue()
+    out = io.StringIO()
+    assert main(["inspect", str(db), "--budgets", "--json"], out) == 0
+    [record] = json.loads(out.getvalue())["budgets"]
+    assert record["spent"] == {"tokens": 7, "usd": 0.125} and record["usd"] == 0.5

@@ -19,6 +19,7 @@ store) with their version, last update time and state as JSON::
     understudy inspect app.db --json            # one JSON document, for scripts
     understudy inspect app.db --journal ledger  # an event-sourced actor's journal, in order
     understudy inspect app.db --log conv-1      # an actor's Log fields' entries, in order
+    understudy inspect app.db --budgets         # persistent budgets: spent, reserved, limits
 
 Exit status: 0 on success, 1 when the command failed (the reason on stderr: an endpoint that
 cannot be reached or answers with something else than a tree, a store that cannot be read),
@@ -134,12 +135,16 @@ def _add_inspect(commands: Any) -> None:
     parser.add_argument(
         "--log", metavar="NAME", help="print the entries of this actor's Log fields instead"
     )
+    parser.add_argument(
+        "--budgets", action="store_true", help="print the persistent budgets instead"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.set_defaults(handler=_inspect)
 
 
 def _inspect(args: argparse.Namespace, out: TextIO) -> int:
     from understudy.persistence._inspect import (
+        budget_records,
         journal_records,
         log_records,
         schema_version,
@@ -152,6 +157,9 @@ def _inspect(args: argparse.Namespace, out: TextIO) -> int:
             return 0
         if args.log is not None:
             _print_log(args, out, log_records(args.store, args.log))
+            return 0
+        if args.budgets:
+            _print_budgets(args, out, budget_records(args.store))
             return 0
         records = snapshot_records(args.store, args.actor)
         if args.json:
@@ -199,6 +207,26 @@ def _print_log(args: argparse.Namespace, out: TextIO, entries: list[dict[str, An
             out.write(
                 f"{entry['field']:<16}  {entry['seq']:>8}  {entry['recorded']:<32}  {value}\n"
             )
+
+
+def _print_budgets(args: argparse.Namespace, out: TextIO, budgets: list[dict[str, Any]]) -> None:
+    if args.json:
+        _write_json(out, {"store": args.store, "budgets": budgets})
+        return
+    if not budgets:
+        out.write("no persistent budgets\n")
+        return
+    width = max(len("BUDGET"), *(len(b["name"]) for b in budgets))
+    out.write(
+        f"{'BUDGET':<{width}}  {'USD SPENT/RESERVED/LIMIT':<28}  TOKENS SPENT/RESERVED/LIMIT\n"
+    )
+    for b in budgets:
+        spent, held = b["spent"], b["reserved"]
+        usd = (
+            f"{spent['usd']:g}/{held['usd']:g}/{'-' if b['usd'] is None else format(b['usd'], 'g')}"
+        )
+        limit = "-" if b["tokens"] is None else b["tokens"]
+        out.write(f"{b['name']:<{width}}  {usd:<28}  {spent['tokens']}/{held['tokens']}/{limit}\n")
 
 
 def _write_json(out: TextIO, document: object) -> None:

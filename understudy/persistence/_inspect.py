@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from understudy.persistence._schema import (
+    LIST_BUDGETS,
     LIST_SNAPSHOTS,
     SCHEMA_VERSION,
     SELECT_JOURNAL,
@@ -111,6 +112,43 @@ def log_records(path: str, actor: str) -> list[dict[str, Any]]:
     ]
 
 
+def budget_records(path: str) -> list[dict[str, Any]]:
+    """The persistent budgets as JSON-ready records: ``name``, limits (``tokens``, ``usd``,
+    ``seconds``; None: none), ``opened``, ``spent`` and ``reserved`` (``tokens``, ``usd``),
+    ``updated``. Blocking."""
+    conn = _connect_ro(path)
+    try:
+        if int(conn.execute("PRAGMA user_version").fetchone()[0]) < 4:
+            return []  # written before persistent budgets existed
+        rows = conn.execute(LIST_BUDGETS).fetchall()
+    finally:
+        conn.close()
+    return [
+        {
+            "name": name,
+            "tokens": tokens,
+            "usd": usd,
+            "seconds": seconds,
+            "opened": _utc(opened),
+            "spent": {"tokens": spent_tokens, "usd": spent_usd},
+            "reserved": {"tokens": held_tokens, "usd": held_usd},
+            "updated": _utc(updated),
+        }
+        for (
+            name,
+            tokens,
+            usd,
+            seconds,
+            opened,
+            spent_tokens,
+            spent_usd,
+            held_tokens,
+            held_usd,
+            updated,
+        ) in rows
+    ]
+
+
 def _utc(timestamp: float) -> str:
     return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat()
 
@@ -154,6 +192,7 @@ def snapshot_records(path: str, actors: list[str] | None = None) -> list[dict[st
 
 
 __all__ = [
+    "budget_records",
     "journal_records",
     "log_lengths",
     "log_records",
