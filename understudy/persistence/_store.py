@@ -749,7 +749,8 @@ class Store:
         stale_actors = self._refuse(group, stale) if stale else ()
         written = len(group) - len(stale_actors)
         stats.snapshots += written
-        stats.group_buckets[bisect_left(GROUP_SIZE_BUCKETS, written)] += 1
+        if group:  # a group of budget figures only is no group of actors
+            stats.group_buckets[bisect_left(GROUP_SIZE_BUCKETS, written)] += 1
         if written > stats.max_group:
             stats.max_group = written
         latest = self._latest
