@@ -13,8 +13,10 @@ before that change the whole history was snapshotted after every message and thr
 from 7,941/s in the first second to 3,383/s at 20 s (issue 12, item 18). ``--chaos`` adds the
 monkey of ``understudy demo`` (kills, faults, failed store writes).
 
-Reported per window: acknowledged transfers per wall-clock second, and per CPU second of the
-process (all its threads, SQLite's included). Target: the last window ≥ 0.8x the first, on the
+Reported per window: acknowledged transfers per wall-clock second, per CPU second of the
+process (all its threads, SQLite's included), and the bytes of state the store committed per
+transfer (snapshots, log rows: independent of the machine's load, it shows whether what is
+written per message grows with the history). Target: the last window ≥ 0.8x the first, on the
 CPU figure: on a shared machine the wall figure swings with other processes' load, while the
 cost of a transfer in CPU is what grows if state grows. Then the bank recovers and its
 invariants are checked. Exit status 1 if the target is missed or an invariant broke.
@@ -44,10 +46,12 @@ TARGET = 0.8
 
 async def run(
     db: Path, *, duration: float, window: float, chaos: bool, accounts: int, seed: int
-) -> tuple[list[tuple[float, float]], bank.Verdict]:
+) -> tuple[list[tuple[float, float, float]], bank.Verdict]:
     tally = bank.Tally()
-    rates: list[tuple[float, float]] = []
+    rates: list[tuple[float, float, float]] = []
     async with us.Runtime(store=db) as rt:
+        store = rt.store
+        assert store is not None
         give_ups = rt.events.subscribe(us.SupervisorGaveUp, buffer=1_000)
         with give_ups:
             await rt.start(bank.bank_tree(rt, accounts, TELLERS))
@@ -67,14 +71,16 @@ async def run(
                     for _ in range(windows):
                         before = len(tally.acknowledged)
                         started, cpu = time.perf_counter(), time.process_time()
+                        written = store.stats.bytes_written
                         await anyio.sleep(window)
                         done = len(tally.acknowledged) - before
                         wall = done / (time.perf_counter() - started)
                         per_cpu = done / max(time.process_time() - cpu, 1e-9)
-                        rates.append((wall, per_cpu))
+                        per_transfer = (store.stats.bytes_written - written) / max(done, 1)
+                        rates.append((wall, per_cpu, per_transfer))
                         print(
                             f"  window {len(rates)}: {wall:,.0f} transfers/s, "
-                            f"{per_cpu:,.0f} per CPU second",
+                            f"{per_cpu:,.0f} per CPU second, {per_transfer:,.0f} B/transfer",
                             file=sys.stderr,
                         )
                 finally:
@@ -130,10 +136,14 @@ def main(argv: list[str] | None = None) -> int:
         f"Bank throughput, {args.backend}, {mode}: {args.accounts} accounts, {TELLERS} tellers, "
         f"{CLIENTS} clients, chaos {'on' if args.chaos else 'off'}\n"
     )
-    print("| window | transfers acknowledged /s | per CPU second of the process |")
-    print("| --- | ---: | ---: |")
-    for i, (wall, per_cpu) in enumerate(rates):
-        print(f"| {i * args.window:g}-{(i + 1) * args.window:g} s | {wall:,.0f} | {per_cpu:,.0f} |")
+    print(
+        "| window | transfers acknowledged /s | per CPU second of the process "
+        "| state bytes committed per transfer |"
+    )
+    print("| --- | ---: | ---: | ---: |")
+    for i, (wall, per_cpu, per_transfer) in enumerate(rates):
+        span = f"{i * args.window:g}-{(i + 1) * args.window:g} s"
+        print(f"| {span} | {wall:,.0f} | {per_cpu:,.0f} | {per_transfer:,.0f} |")
     passed = ratio >= TARGET
     print(
         f"\nlast ÷ first: {wall_ratio:.2f}{TIMES} per wall second, {ratio:.2f}{TIMES} per CPU "
