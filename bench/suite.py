@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import agents, ask, fan_in, resilience, scrape, spawn, supervision, tell
+from bench import agents, ask, delta_state, fan_in, resilience, scrape, spawn, supervision, tell
 from bench.harness import Benchmark
 
 BENCHMARKS: list[Benchmark] = [
@@ -20,4 +20,6 @@ BENCHMARKS: list[Benchmark] = [
     agents.VS_SQLITE,
     scrape.SCRAPE,
     scrape.STORM,
+    delta_state.BENCHMARK,
+    delta_state.LIST,
 ]

@@ -1,11 +1,12 @@
 """A runtime in its own process, for the SIGKILL test (tests/test_persistence_crash.py).
 
 Usage: ``python tests/crash_server.py DB BACKEND ACTORS MODE``. Serves persistent counters
-``c0 .. c{ACTORS-1}`` — snapshot actors (MODE ``snapshot``) or event-sourced ones (MODE
-``events``) — on a loopback TCP port, which it prints on stdout once ready. Each
-request line ``<request id> <actor index>`` is an ask (``durability="commit"``) that records
-the request id in that actor's state; its reply line ``<request id> <count>`` is written
-only after the ask returned, i.e. after the effect was committed.
+``c0 .. c{ACTORS-1}`` — snapshot actors (MODE ``snapshot``), event-sourced ones (MODE
+``events``) or snapshot actors keeping the ids in a ``Log`` field (MODE ``log``) — on a
+loopback TCP port, which it prints on stdout once ready. Each request line ``<request id>
+<actor index>`` is an ask (``durability="commit"``) that records the request id in that
+actor's state; its reply line ``<request id> <count>`` is written only after the ask
+returned, i.e. after the effect was committed.
 """
 
 from __future__ import annotations
@@ -54,8 +55,28 @@ class JournaledCounter(us.EventSourced):
         return int(self.state.count)
 
 
+class LogCounter(us.Actor):
+    """The request ids in an append-only Log (persisted by delta, one row each)."""
+
+    persistent = True
+
+    class State(msgspec.Struct):
+        count: int = 0
+        requests: us.Log[int] = us.Log.field(keep=5)
+
+    async def bump(self, msg: Bump) -> int:
+        self.state.count += 1
+        self.state.requests.append(msg.request)
+        return int(self.state.count)
+
+
 async def main(db: str, actors: int, mode: str) -> None:
-    kind = Counter if mode == "snapshot" else JournaledCounter
+    kinds: dict[str, type[us.Actor]] = {
+        "snapshot": Counter,
+        "events": JournaledCounter,
+        "log": LogCounter,
+    }
+    kind = kinds[mode]
     async with us.Runtime(store=db) as rt:
         refs = [await rt.spawn(kind, name=f"c{i}") for i in range(actors)]
         lock = anyio.Lock()

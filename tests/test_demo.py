@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -36,7 +37,8 @@ def test_the_demo_runs_chaos_and_reports_that_nothing_was_lost(backend: str, tmp
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "metrics http://127.0.0.1:" in out
-    assert "t=  1.0s" in out  # the live view refreshed
+    # the live view refreshed (about a second in: a loaded machine wakes the view late)
+    assert re.search(r"t=\s*1\.\ds", out), out
     assert "breakers    8 " in out  # every teller's breaker is shown
     summary = out[out.index("== summary ==") :]
     assert "kill " in summary  # the monkey did kill

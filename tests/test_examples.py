@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-TESTED = {"agent.py", "bank.py", "sensors.py", "tour.py", "fastapi_service.py", "trio_service.py"}
+TESTED = {
+    "agent.py",
+    "bank.py",
+    "fastapi_service.py",
+    "migration.py",
+    "sensors.py",
+    "tour.py",
+    "trio_service.py",
+}
 
 
 def test_every_example_is_run_by_a_test() -> None:
@@ -136,3 +144,14 @@ def test_a_host_test_client_can_start_the_fastapi_app_twice() -> None:
             assert client.get("/price/abc").json() == {"item": "abc", "price": 103}
             assert client.get("/runtime/readyz").json()["status"] == "ready"
         assert client.get("/runtime/readyz").status_code == 503  # the runtime exited
+
+
+def test_migration_example_refuses_then_migrates_once(backend: str) -> None:
+    result = run_example("migration.py", backend)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "v1: Ada Lovelace <ada@example.org>",
+        "refused: field 'name', stored schema {name: str, email: str}",
+        "v2: Ada Lovelace <ada@example.org>, tier basic",
+        "v2 again, without migrate_state: Ada Lovelace",
+    ]

@@ -34,7 +34,7 @@ async def test_a_runtime_with_a_store_exports_the_documented_store_families(
         families, samples = parse(await scrape(rt))
 
     table = {n: row for n, row in documented().items() if row[2] == "exported with a store"}
-    assert len(table) == 8
+    assert len(table) == 10
     for name, (kind, labels, _) in table.items():
         assert name in families, f"docs/metrics.md says {name} is exported with a store"
         family = families[name]

@@ -96,6 +96,10 @@ from understudy.supervision import (
 
 __version__ = "0.1.0"
 
+# store (wave 2): append-only Log fields; schema-change and kind-change errors
+from understudy.errors import KindChanged, StateSchemaChanged
+from understudy.persistence import Log
+
 __all__ = [
     # agents (wave 2)
     "NOT_RUN",
@@ -197,6 +201,10 @@ __all__ = [
     "UnderstudyError",
     "UnknownActor",
     "__version__",
+    # store (wave 2)
+    "KindChanged",
+    "Log",
+    "StateSchemaChanged",
     "decode",
     "run",
     # core (wave 2): errors that are answers

@@ -318,9 +318,12 @@ class Persistence(Protocol):
     generation: int
     """Instances restored so far (a failure notice about an older one is stale)."""
 
-    def completed(self, state: Any, reply: Reply | None, result: Any) -> None:
+    def completed(
+        self, state: Any, reply: Reply | None, result: Any, envelope: Envelope | None = None
+    ) -> None:
         """A message (or system item) completed: queue what it changed; answer ``reply``
-        now or after the commit. Raises if the state cannot be encoded."""
+        now or after the commit (``envelope``: the message's, a dead letter
+        ``commit_failed`` if that commit fails). Raises if the state cannot be encoded."""
         ...
 
     async def committed(self) -> None:
@@ -1670,7 +1673,7 @@ class Cell:
                         reply.event.set()
                 else:
                     try:
-                        persist.completed(instance.state, reply, result)
+                        persist.completed(instance.state, reply, result, envelope)
                     except Exception as exc:
                         exc.add_note(f"raised persisting the state of actor {self.label!r}")
                         meter.close(countdown - 1)

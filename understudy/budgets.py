@@ -23,15 +23,44 @@ one has left, and every charge and reservation counts against both. Refusals are
 :class:`BudgetExhausted` events and ``understudy_budget_exhausted_total{kind}``, by kind:
 ``time``, ``tokens``, ``usd``.
 
-Budgets live in memory: a budget's spending is not persisted across a process restart (the
-SQLite store is another branch's work).
+A budget lives in memory unless it is opened with ``persistent=True`` in a runtime with a
+store: then it is kept in the store by name, and every opening of that name continues from
+what was spent and reserved, whether in a later request or in another process after a
+restart::
+
+    async with rt.budget(name="conv-123", usd=0.50, tokens=20_000, persistent=True):
+        ...  # request 1 spends 0.20
+
+    async with rt.budget(name="conv-123", persistent=True) as budget:  # later, or restarted
+        budget.usd_left()  # 0.30
+
+* While it is open anywhere in a runtime, every opening of a name is the same
+  :class:`Budget` (concurrent requests of one conversation share it).
+* Its figures are written whole with the store's next group commit after each change
+  (reserve, settle, release, charge): asynchronously, within milliseconds, and in the same or
+  an earlier transaction as any persistent actor's write queued after the change, so what
+  an acknowledged durable ask depended on is committed with it.
+* Reservations that were never settled because their process died (found when the name is
+  opened with no live budget in the runtime) are **settled at their reserved amount**: the
+  call may have been made and billed, so counting it spent can only under-spend, never
+  overspend. A SIGKILL can lose only the changes of the last group commit window.
+* Reopening with a limit that differs from the stored one is refused (``ValueError`` naming
+  both); leave limits out to reopen with the stored ones. ``seconds`` counts from the
+  first opening.
+* One runtime at a time should use a persistent budget: two processes on one name are not
+  coordinated (each would reserve against its own view).
+
+Metrics: ``understudy_budget_spent_total{kind}`` (tokens, usd charged and settled),
+``understudy_budget_reserved{kind}`` (held by open reservations) and
+``understudy_budget_exhausted_total{kind}``; labels are kinds only, never budget names.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -42,6 +71,8 @@ from understudy.events import Event
 if TYPE_CHECKING:
     import contextlib
 
+    from understudy.persistence import Store
+    from understudy.persistence._schema import BudgetRow
     from understudy.runtime import Runtime
 
 
@@ -109,10 +140,13 @@ class Budget:
     """
 
     __slots__ = (
+        "__weakref__",
         "_runtime",
+        "_store",
         "_timed_out",
         "deadline",
         "name",
+        "opened",
         "parent",
         "reserved_tokens",
         "reserved_usd",
@@ -146,6 +180,29 @@ class Budget:
         self.reserved_tokens = 0
         self.reserved_usd = 0.0
         self._timed_out = False
+        self._store: Store | None = None
+        """The store a persistent budget is kept in (None: in memory only)."""
+        self.opened = 0.0
+        """Unix time a persistent budget was first opened (0.0 for one in memory)."""
+
+    @property
+    def persistent(self) -> bool:
+        """Whether this budget is kept in the store (``rt.budget(persistent=True)``)."""
+        return self._store is not None
+
+    def stored_row(self) -> BudgetRow:
+        """This budget's figures as the store writes them (internal)."""
+        return (
+            self.name,
+            self.tokens,
+            self.usd,
+            self.seconds,
+            self.opened,
+            self.spent_tokens,
+            self.spent_usd,
+            self.reserved_tokens,
+            self.reserved_usd,
+        )
 
     def __repr__(self) -> str:
         return (
@@ -205,8 +262,8 @@ class Budget:
             left = self.deadline - self._runtime.clock()
             if left <= 0:
                 raise self._time_out(left)
-        budget: Budget | None = self
-        while budget is not None:
+        chain = self._chain()
+        for budget in chain:
             if budget.tokens is not None:
                 left_tokens = budget.tokens - budget.spent_tokens - budget.reserved_tokens
                 if tokens > left_tokens:
@@ -215,9 +272,9 @@ class Budget:
                 left_usd = budget.usd - budget.spent_usd - budget.reserved_usd
                 if usd > left_usd:
                     raise budget._exhausted("usd", usd, left_usd)
-            budget = budget.parent
-        self._add(reserved_tokens=tokens, reserved_usd=usd)
-        return Reservation(self, tokens, usd)
+        _add(chain, reserved_tokens=tokens, reserved_usd=usd)
+        self._runtime.resilience.count_reserved(tokens, usd)
+        return Reservation(self, tokens, usd, chain)
 
     def charge(self, *, tokens: int = 0, usd: float = 0.0) -> None:
         """Record a use that had no reservation, here and in every enclosing budget.
@@ -227,35 +284,18 @@ class Budget:
         exhaustion). Raises ``ValueError`` for a negative amount.
         """
         what = f"budget {self.name!r}: charge"
-        self._spend(_tokens(tokens, what), _usd(usd, what))
+        _spend(self._chain(), _tokens(tokens, what), _usd(usd, what))
 
     # -- internal --
 
-    def _spend(self, tokens: int, usd: float) -> None:
-        self._add(spent_tokens=tokens, spent_usd=usd)
-        budget: Budget | None = self
-        while budget is not None:
-            if budget.tokens is not None and budget.spent_tokens > budget.tokens and tokens:
-                budget._exhausted("tokens", tokens, budget.tokens - budget.spent_tokens + tokens)
-            if budget.usd is not None and budget.spent_usd > budget.usd and usd:
-                budget._exhausted("usd", usd, budget.usd - budget.spent_usd + usd)
-            budget = budget.parent
-
-    def _add(
-        self,
-        *,
-        spent_tokens: int = 0,
-        spent_usd: float = 0.0,
-        reserved_tokens: int = 0,
-        reserved_usd: float = 0.0,
-    ) -> None:
-        budget: Budget | None = self
-        while budget is not None:
-            budget.spent_tokens += spent_tokens
-            budget.spent_usd += spent_usd
-            budget.reserved_tokens += reserved_tokens
-            budget.reserved_usd += reserved_usd
-            budget = budget.parent
+    def _chain(self) -> tuple[Budget, ...]:
+        """This budget and every enclosing one, innermost first."""
+        chain = [self]
+        parent = self.parent
+        while parent is not None:
+            chain.append(parent)
+            parent = parent.parent
+        return tuple(chain)
 
     def _exhausted(self, kind: str, requested: float, available: float) -> BudgetExceeded:
         """Count and publish a refusal of ``kind``; the error to raise."""
@@ -291,6 +331,34 @@ class Budget:
         return self._exhausted("time", 0.0, left)
 
 
+def _add(
+    chain: tuple[Budget, ...],
+    *,
+    spent_tokens: int = 0,
+    spent_usd: float = 0.0,
+    reserved_tokens: int = 0,
+    reserved_usd: float = 0.0,
+) -> None:
+    for budget in chain:
+        budget.spent_tokens += spent_tokens
+        budget.spent_usd += spent_usd
+        budget.reserved_tokens += reserved_tokens
+        budget.reserved_usd += reserved_usd
+        store = budget._store
+        if store is not None:
+            store.budget_changed(budget.name, budget)
+
+
+def _spend(chain: tuple[Budget, ...], tokens: int, usd: float) -> None:
+    _add(chain, spent_tokens=tokens, spent_usd=usd)
+    chain[0]._runtime.resilience.count_spent(tokens, usd)
+    for budget in chain:
+        if budget.tokens is not None and budget.spent_tokens > budget.tokens and tokens:
+            budget._exhausted("tokens", tokens, budget.tokens - budget.spent_tokens + tokens)
+        if budget.usd is not None and budget.spent_usd > budget.usd and usd:
+            budget._exhausted("usd", usd, budget.usd - budget.spent_usd + usd)
+
+
 class Reservation:
     """Tokens and dollars held in a budget for one call (:meth:`Budget.reserve`).
 
@@ -298,13 +366,18 @@ class Reservation:
     call was not made. As a context manager it is released on exit unless settled.
     """
 
-    __slots__ = ("budget", "settled", "tokens", "usd")
+    __slots__ = ("_chain", "budget", "settled", "tokens", "usd")
 
-    def __init__(self, budget: Budget, tokens: int, usd: float) -> None:
+    def __init__(
+        self, budget: Budget, tokens: int, usd: float, chain: tuple[Budget, ...] | None = None
+    ) -> None:
         self.budget = budget
         self.tokens = tokens
         self.usd = usd
         self.settled = False
+        # The budgets it is held in: settled there even if a persistent budget is reopened
+        # under another enclosing budget meanwhile.
+        self._chain = chain if chain is not None else budget._chain()
 
     def __repr__(self) -> str:
         state = "settled" if self.settled else "open"
@@ -319,7 +392,7 @@ class Reservation:
         what = f"budget {self.budget.name!r}: settle"
         tokens, usd = _tokens(tokens, what), _usd(usd, what)
         self._close(what)
-        self.budget._spend(tokens, usd)
+        _spend(self._chain, tokens, usd)
         return Usage(max(self.tokens - tokens, 0), max(self.usd - usd, 0.0))
 
     def release(self) -> None:
@@ -330,7 +403,8 @@ class Reservation:
         if self.settled:
             raise RuntimeError(f"{what}: this reservation was already settled or released")
         self.settled = True
-        self.budget._add(reserved_tokens=-self.tokens, reserved_usd=-self.usd)
+        _add(self._chain, reserved_tokens=-self.tokens, reserved_usd=-self.usd)
+        self.budget._runtime.resilience.count_reserved(-self.tokens, -self.usd)
 
     def __enter__(self) -> Reservation:
         return self
@@ -348,7 +422,16 @@ class Reservation:
 class BudgetScope:
     """``async with rt.budget(...) as budget``: opens the budget for the body's sends."""
 
-    __slots__ = ("_budget", "_name", "_runtime", "_scope", "_seconds", "_tokens", "_usd")
+    __slots__ = (
+        "_budget",
+        "_name",
+        "_persistent",
+        "_runtime",
+        "_scope",
+        "_seconds",
+        "_tokens",
+        "_usd",
+    )
 
     def __init__(
         self,
@@ -357,12 +440,26 @@ class BudgetScope:
         seconds: float | None,
         tokens: int | None,
         usd: float | None,
+        persistent: bool = False,
     ) -> None:
         what = f"budget({name!r})"
         if name is not None and (not isinstance(name, str) or not name):
             raise TypeError(f"{what}: name must be a non-empty str or None, not {name!r}")
+        if not isinstance(persistent, bool):
+            raise TypeError(f"{what}: persistent must be a bool, not {persistent!r}")
+        if persistent:
+            if name is None:
+                raise ValueError(
+                    f"{what}: a persistent budget needs a name: it is stored and reopened by it"
+                )
+            if len(name) > 256 or not name.isprintable():
+                raise ValueError(
+                    f"{what}: a persistent budget's name must be printable and at most 256 "
+                    "characters"
+                )
         self._runtime = runtime
         self._name = name if name is not None else "budget"
+        self._persistent = persistent
         self._seconds = _limit(seconds, what, "seconds")
         self._tokens = _limit(tokens, what, "tokens")
         self._usd = _limit(usd, what, "usd")
@@ -370,22 +467,22 @@ class BudgetScope:
         self._scope: contextlib.AbstractContextManager[Scope] | None = None
 
     async def __aenter__(self) -> Budget:
+        if self._persistent:
+            return await self._open_persistent()
         return self.open()
 
     def open(self) -> Budget:
         """Open the budget under the enclosing one (if any); raises ``ValueError`` when it
         asks for more than the enclosing budget's limits, :class:`BudgetExceeded` when for
-        more than that budget has left."""
-        runtime = self._runtime
-        if runtime.closed:
-            raise RuntimeClosed("cannot open a budget: the runtime is not running")
-        if self._scope is not None:
-            raise RuntimeError("a budget scope can be entered once")
+        more than that budget has left. A persistent budget must be opened with ``async
+        with`` (it may have to be read from the store): ``RuntimeError`` here."""
+        if self._persistent:
+            raise RuntimeError(
+                f"budget({self._name!r}) is persistent: open it with `async with`, which may "
+                "read it from the store"
+            )
+        parent, outer, corr = self._enclosing()
         what = f"budget({self._name!r})"
-        inherited = sender()
-        limits = inherited[5] if inherited is not None else None
-        parent = limits[1] if limits is not None else None
-        outer = limits[0] if limits is not None else 0.0
         if parent is not None:
             for kind, mine, limit, left in (
                 ("tokens", self._tokens, parent.tokens, parent.tokens_left()),
@@ -403,6 +500,7 @@ class BudgetScope:
                     if kind == "seconds":
                         raise parent._time_out(left)
                     raise parent._exhausted(kind, mine, left)
+        runtime = self._runtime
         now = runtime.clock()
         deadline = now + self._seconds if self._seconds is not None else 0.0
         if outer and (not deadline or outer < deadline):
@@ -416,10 +514,116 @@ class BudgetScope:
             deadline=deadline,
             parent=parent,
         )
+        return self._enter(budget, corr, deadline)
+
+    def _enclosing(self) -> tuple[Budget | None, float, int | None]:
+        """The enclosing budget, the inherited deadline and the correlation id to use."""
+        runtime = self._runtime
+        if runtime.closed:
+            raise RuntimeClosed("cannot open a budget: the runtime is not running")
+        if self._scope is not None:
+            raise RuntimeError("a budget scope can be entered once")
+        inherited = sender()
+        limits = inherited[5] if inherited is not None else None
+        parent = limits[1] if limits is not None else None
+        outer = limits[0] if limits is not None else 0.0
         corr = None if inherited is not None else next(runtime.correlation_ids)
+        return parent, outer, corr
+
+    def _enter(self, budget: Budget, corr: int | None, deadline: float) -> Budget:
         self._scope = open_scope(corr, deadline, budget)
         self._scope.__enter__()
         self._budget = budget
+        return budget
+
+    async def _open_persistent(self) -> Budget:
+        runtime = self._runtime
+        store = runtime.store
+        what = f"budget({self._name!r})"
+        if store is None:
+            raise ValueError(
+                f"{what} is persistent but the runtime has no store: "
+                "open one with us.Runtime(store='app.db')"
+            )
+        parent, outer, corr = self._enclosing()
+        name = self._name
+        budget = store.live_budgets.get(name)
+        if budget is None:
+            row = await store.load_budget(name)
+            budget = store.live_budgets.get(name)  # opened by another task meanwhile?
+        if budget is not None:
+            self._check_limits(budget.tokens, budget.usd, budget.seconds)
+        else:
+            budget = self._restored(row)
+            store.live_budgets[name] = budget
+            store.budget_changed(name, budget)
+        if parent is not None and parent is not budget:
+            # Not seconds: a conversation outlives each request it is opened in; this
+            # opening's sends carry the enclosing deadline all the same.
+            for kind, mine, limit in (
+                ("tokens", budget.tokens, parent.tokens),
+                ("usd", budget.usd, parent.usd),
+            ):
+                if mine is not None and limit is not None and mine > limit:
+                    raise ValueError(
+                        f"{what}: {kind}={mine:g} is larger than the enclosing budget "
+                        f"{parent.name!r} ({kind}={limit:g})"
+                    )
+        budget.parent = parent  # counts against the budget it is opened in now
+        if budget.seconds is not None:  # its own deadline only: it is shared by its openers
+            budget.deadline = runtime.clock() + (budget.opened + budget.seconds - time.time())
+        deadline = budget.deadline
+        if outer and (not deadline or outer < deadline):
+            deadline = outer  # this opening's sends also carry the enclosing deadline
+        return self._enter(budget, corr, deadline)
+
+    def _check_limits(self, tokens: float | None, usd: float | None, seconds: float | None) -> None:
+        for kind, mine, stored in (
+            ("tokens", self._tokens, tokens),
+            ("usd", self._usd, usd),
+            ("seconds", self._seconds, seconds),
+        ):
+            if mine is not None and mine != stored:
+                raise ValueError(
+                    f"budget({self._name!r}): reopened with {kind}={mine:g}, but it is stored "
+                    f"with {kind}={'none' if stored is None else format(stored, 'g')}; a "
+                    "persistent budget keeps its limits: reopen it with the same ones or "
+                    "leave them out"
+                )
+
+    def _restored(self, row: Any) -> Budget:
+        """A budget from its stored row (or a new one), unsettled reservations spent."""
+        runtime = self._runtime
+        if row is None:
+            budget = Budget(
+                runtime,
+                self._name,
+                seconds=self._seconds,
+                tokens=None if self._tokens is None else int(self._tokens),
+                usd=self._usd,
+                deadline=0.0,
+                parent=None,
+            )
+            budget.opened = time.time()
+        else:
+            _, tokens, usd, seconds, opened, spent_tokens, spent_usd, held_tokens, held_usd = row
+            self._check_limits(tokens, usd, seconds)
+            budget = Budget(
+                runtime,
+                self._name,
+                seconds=seconds,
+                tokens=tokens,
+                usd=usd,
+                deadline=0.0,
+                parent=None,
+            )
+            budget.opened = float(opened)
+            # Reservations of a process that died: the calls may have been made and billed.
+            budget.spent_tokens = int(spent_tokens) + int(held_tokens)
+            budget.spent_usd = float(spent_usd) + float(held_usd)
+            if held_tokens or held_usd:
+                runtime.resilience.count_spent(int(held_tokens), float(held_usd))
+        budget._store = runtime.store
         return budget
 
     async def __aexit__(

@@ -19,6 +19,8 @@ store) with their version, last update time and state as JSON::
     understudy inspect app.db --json            # one JSON document, for scripts
     understudy inspect app.db --journal ledger  # an event-sourced actor's journal, in order
     understudy inspect app.db --conversation c1 # an agent conversation, turn by turn
+    understudy inspect app.db --log conv-1      # an actor's Log fields' entries, in order
+    understudy inspect app.db --budgets         # persistent budgets: spent, reserved, limits
 
 Exit status: 0 on success, 1 when the command failed (the reason on stderr: an endpoint that
 cannot be reached or answers with something else than a tree, a store that cannot be read),
@@ -196,12 +198,24 @@ def _add_inspect(commands: Any) -> None:
         metavar="NAME",
         help="print this agent conversation turn by turn, with its token usage",
     )
+    parser.add_argument(
+        "--log", metavar="NAME", help="print the entries of this actor's Log fields instead"
+    )
+    parser.add_argument(
+        "--budgets", action="store_true", help="print the persistent budgets instead"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.set_defaults(handler=_inspect)
 
 
 def _inspect(args: argparse.Namespace, out: TextIO) -> int:
-    from understudy.persistence._inspect import journal_records, schema_version, snapshot_records
+    from understudy.persistence._inspect import (
+        budget_records,
+        journal_records,
+        log_records,
+        schema_version,
+        snapshot_records,
+    )
 
     try:
         if args.conversation is not None:  # agents (wave 2)
@@ -214,6 +228,12 @@ def _inspect(args: argparse.Namespace, out: TextIO) -> int:
             return 0
         if args.journal is not None:
             _print_journal(args, out, journal_records(args.store, args.journal))
+            return 0
+        if args.log is not None:
+            _print_log(args, out, log_records(args.store, args.log))
+            return 0
+        if args.budgets:
+            _print_budgets(args, out, budget_records(args.store))
             return 0
         records = snapshot_records(args.store, args.actor)
         if args.json:
@@ -259,6 +279,40 @@ def _json_text(value: object) -> str:
     except (UnicodeEncodeError, msgspec.EncodeError):
         text = repr(value)
     return printable(text)
+
+
+def _print_log(args: argparse.Namespace, out: TextIO, entries: list[dict[str, Any]]) -> None:
+    if args.json:
+        _write_json(out, {"store": args.store, "actor": args.log, "log": entries})
+    elif not entries:
+        out.write(f"no log entries for {printable(repr(args.log))}\n")
+    else:
+        out.write(f"{'FIELD':<16}  {'SEQ':>8}  {'RECORDED (UTC)':<32}  ENTRY\n")
+        for entry in entries:
+            value = _json_text(entry["entry"])
+            field = printable(str(entry["field"]))
+            out.write(f"{field:<16}  {entry['seq']:>8}  {entry['recorded']:<32}  {value}\n")
+
+
+def _print_budgets(args: argparse.Namespace, out: TextIO, budgets: list[dict[str, Any]]) -> None:
+    if args.json:
+        _write_json(out, {"store": args.store, "budgets": budgets})
+        return
+    if not budgets:
+        out.write("no persistent budgets\n")
+        return
+    names = [printable(str(b["name"])) for b in budgets]
+    width = max(len("BUDGET"), *(len(name) for name in names))
+    out.write(
+        f"{'BUDGET':<{width}}  {'USD SPENT/RESERVED/LIMIT':<28}  TOKENS SPENT/RESERVED/LIMIT\n"
+    )
+    for b, name in zip(budgets, names, strict=True):
+        spent, held = b["spent"], b["reserved"]
+        usd = (
+            f"{spent['usd']:g}/{held['usd']:g}/{'-' if b['usd'] is None else format(b['usd'], 'g')}"
+        )
+        limit = "-" if b["tokens"] is None else b["tokens"]
+        out.write(f"{name:<{width}}  {usd:<28}  {spent['tokens']}/{held['tokens']}/{limit}\n")
 
 
 def _write_json(out: TextIO, document: object) -> None:

@@ -377,6 +377,57 @@ class DeploymentChanged(AgentError):
         self.changes = changes
 
 
+# -- store (wave 2): schema changes --------------------------------------------------------
+
+
+class StateSchemaChanged(CorruptState):
+    """A stored snapshot does not decode *exactly* into the actor's current ``State``: a
+    field it holds was removed or renamed, or changed type. Nothing is restored and the row
+    is left untouched, rather than dropping the field at the next write. Declare a
+    migration (``migrate_state`` on the actor class, see :mod:`understudy.persistence`)
+    to convert the stored data; fields added with a default need none.
+
+    ``field`` names the first offending field, ``stored`` describes the stored row's
+    fields and value types (the stored schema) and ``expected`` the current ``State``'s.
+    """
+
+    def __init__(
+        self, actor: str, version: int, field: str, problem: str, stored: str, expected: str
+    ) -> None:
+        detail = (
+            f"field {field!r} {problem} (stored schema: {stored}; State: {expected}). Declare "
+            "`migrate_state(stored: dict) -> State` on the actor class to convert stored rows"
+        )
+        PersistenceError.__init__(
+            self,
+            f"cannot restore actor {actor!r}: its snapshot (version {version}) does not fit "
+            f"its State: {detail}",
+        )
+        self.actor = actor
+        self.version = version
+        self.detail = detail
+        self.field = field
+        self.stored = stored
+        self.expected = expected
+
+
+class KindChanged(PersistenceError):
+    """An actor's stored data was written by another kind of persistent actor: a journal of
+    events after the snapshot, but the actor is now a plain snapshot actor that would drop
+    them. Declare it :class:`~understudy.EventSourced` again (its journal is replayed)."""
+
+    def __init__(self, actor: str, version: int, last_event: int) -> None:
+        super().__init__(
+            f"cannot restore actor {actor!r}: its journal holds events {version + 1}..."
+            f"{last_event} after its snapshot (version {version}), written when it was "
+            "event-sourced; as a plain persistent actor it would drop them. Declare it "
+            "us.EventSourced (with those event types) to replay them"
+        )
+        self.actor = actor
+        self.version = version
+        self.last_event = last_event
+
+
 __all__ = [
     "AgentError",
     "DeploymentChanged",
@@ -476,4 +527,7 @@ __all__ += [
     "ChildStartFailed",
     "StartIgnored",
     "SupervisorError",
+    # store (wave 2)
+    "KindChanged",
+    "StateSchemaChanged",
 ]

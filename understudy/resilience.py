@@ -274,6 +274,9 @@ class ResilienceMetrics:
         self.breakers: dict[int, tuple[str, Breaker, Cell]] = {}
         self.retired: dict[str, tuple[dict[str, int], int]] = {}
         self.budget_exhausted: dict[str, int] = dict.fromkeys(BUDGET_KINDS, 0)
+        # store (wave 2): what budgets spent and hold, by kind (tokens, usd)
+        self.budget_spent: dict[str, float] = {"tokens": 0, "usd": 0.0}
+        self.budget_reserved: dict[str, float] = {"tokens": 0, "usd": 0.0}
         self.fallbacks: dict[tuple[str, str], int] = {}
         self.retries: dict[str, int] = {}
 
@@ -289,6 +292,17 @@ class ResilienceMetrics:
 
     def count_exhausted(self, kind: str) -> None:
         self.budget_exhausted[kind] = self.budget_exhausted.get(kind, 0) + 1
+
+    def count_spent(self, tokens: int, usd: float) -> None:
+        spent = self.budget_spent
+        spent["tokens"] += tokens
+        spent["usd"] += usd
+
+    def count_reserved(self, tokens: int, usd: float) -> None:
+        """``tokens``/``usd`` newly held (negative: freed) by reservations."""
+        held = self.budget_reserved
+        held["tokens"] += tokens
+        held["usd"] += usd
 
     def describe(self) -> Iterator[Metric]:
         yield from self._families(describe=True)
@@ -317,6 +331,17 @@ class ResilienceMetrics:
             "Budget refusals by kind: time (deadline), tokens, usd.",
             labels=["kind"],
         )
+        spent = CounterMetricFamily(
+            "understudy_budget_spent",
+            "Charged and settled against budgets, by kind (tokens, usd); a nested budget's "
+            "use is counted once.",
+            labels=["kind"],
+        )
+        reserved = GaugeMetricFamily(
+            "understudy_budget_reserved",
+            "Held by budget reservations not settled or released yet, by kind (tokens, usd).",
+            labels=["kind"],
+        )
         fallbacks = CounterMetricFamily(
             "understudy_fallbacks",
             "Fallbacks taken by us.first_of, from the target that failed to the next.",
@@ -329,6 +354,10 @@ class ResilienceMetrics:
             self._breaker_samples(state, transitions, refusals)
             for kind, n in sorted(self.budget_exhausted.items()):
                 exhausted.add_metric([kind], n)
+            for kind, amount in sorted(self.budget_spent.items()):
+                spent.add_metric([kind], amount)
+            for kind, amount in sorted(self.budget_reserved.items()):
+                reserved.add_metric([kind], max(amount, 0))
             for (source, target), n in sorted(self.fallbacks.items()):
                 fallbacks.add_metric([source, target], n)
             for actor, n in sorted(self.retries.items()):
@@ -337,6 +366,8 @@ class ResilienceMetrics:
         yield transitions
         yield refusals
         yield exhausted
+        yield spent
+        yield reserved
         yield fallbacks
         yield retries
 

@@ -553,6 +553,7 @@ class Runtime:
         seconds: float | None = None,
         tokens: int | None = None,
         usd: float | None = None,
+        persistent: bool = False,
     ) -> BudgetScope:
         """``async with rt.budget(name=, seconds=, tokens=, usd=) as budget:`` — open a
         :class:`~understudy.Budget` that every message sent in the body carries, hop after
@@ -561,8 +562,10 @@ class Runtime:
         values raise ``TypeError``/``ValueError`` here; entering raises ``ValueError`` for
         limits above an enclosing budget's, :class:`BudgetExceeded` for more than it has
         left, and :class:`RuntimeClosed` outside the running runtime. Sends made in the
-        body share one correlation id (outside an actor, a new one)."""
-        return BudgetScope(self, name, seconds, tokens, usd)
+        body share one correlation id (outside an actor, a new one). ``persistent=True``
+        (with a name, in a runtime with a store) keeps it in the store: every opening of
+        that name continues from what was spent and reserved, after a restart too."""
+        return BudgetScope(self, name, seconds, tokens, usd, persistent)
 
     def tree(self) -> list[ActorInfo]:
         """The live actors as typed trees (:class:`~understudy.ActorInfo`), top-level actors

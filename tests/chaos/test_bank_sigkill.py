@@ -24,7 +24,7 @@ import pytest
 
 PROCESS = Path(__file__).with_name("bank_process.py")
 SEEDS = {"asyncio": 20261122, "trio": 20261123}
-PROGRESS_BOUND = 30.0
+PROGRESS_BOUND = 90.0
 """Seconds an incarnation gets to log the acknowledgements awaited (a hang guard only)."""
 
 

@@ -217,7 +217,7 @@ class ConversationLog:
         if self.broken is not None:
             raise self.broken
 
-    def persistence_failed(self, error: PersistenceError) -> None:
+    def persistence_failed(self, error: PersistenceError, letters: list[Any]) -> None:
         """Called by the store when an append failed (the store's ``Owner``)."""
         if self.broken is None:
             self.broken = error

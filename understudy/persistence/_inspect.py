@@ -15,7 +15,15 @@ from typing import Any
 
 import msgspec
 
-from understudy.persistence._schema import LIST_SNAPSHOTS, SCHEMA_VERSION, SELECT_JOURNAL
+from understudy.persistence._schema import (
+    LIST_BUDGETS,
+    LIST_SNAPSHOTS,
+    SCHEMA_VERSION,
+    SELECT_JOURNAL,
+    SELECT_LOGS,
+)
+
+COUNT_LOGS = "SELECT actor, field, MAX(seq) FROM log_entries GROUP BY actor, field"
 
 
 def _connect_ro(path: str) -> sqlite3.Connection:
@@ -67,6 +75,80 @@ def read_journal(path: str, actor: str, after: int = 0) -> list[tuple[int, str, 
         conn.close()
 
 
+def read_logs(path: str, actor: str) -> list[tuple[str, int, bytes, float]]:
+    """``actor``'s log entries (``Log`` fields): ``(field, seq, entry, recorded)``. Blocking."""
+    conn = _connect_ro(path)
+    try:
+        if int(conn.execute("PRAGMA user_version").fetchone()[0]) < 3:
+            return []  # written before logs existed
+        return [
+            (str(field), int(seq), bytes(entry), float(recorded))
+            for field, seq, entry, recorded in conn.execute(SELECT_LOGS, (actor,))
+        ]
+    finally:
+        conn.close()
+
+
+def log_lengths(path: str) -> dict[str, dict[str, int]]:
+    """Each actor's stored log lengths, ``{actor: {field: entries}}``. Blocking."""
+    conn = _connect_ro(path)
+    try:
+        if int(conn.execute("PRAGMA user_version").fetchone()[0]) < 3:
+            return {}
+        found: dict[str, dict[str, int]] = {}
+        for actor, field, count in conn.execute(COUNT_LOGS):
+            found.setdefault(str(actor), {})[str(field)] = int(count)
+        return found
+    finally:
+        conn.close()
+
+
+def log_records(path: str, actor: str) -> list[dict[str, Any]]:
+    """``actor``'s log entries as JSON-ready records (``field``, ``seq``, ``recorded``,
+    ``entry``), by field then position."""
+    return [
+        {"field": field, "seq": seq, "recorded": _utc(recorded), "entry": state_as_json(entry)}
+        for field, seq, entry, recorded in read_logs(path, actor)
+    ]
+
+
+def budget_records(path: str) -> list[dict[str, Any]]:
+    """The persistent budgets as JSON-ready records: ``name``, limits (``tokens``, ``usd``,
+    ``seconds``; None: none), ``opened``, ``spent`` and ``reserved`` (``tokens``, ``usd``),
+    ``updated``. Blocking."""
+    conn = _connect_ro(path)
+    try:
+        if int(conn.execute("PRAGMA user_version").fetchone()[0]) < 4:
+            return []  # written before persistent budgets existed
+        rows = conn.execute(LIST_BUDGETS).fetchall()
+    finally:
+        conn.close()
+    return [
+        {
+            "name": name,
+            "tokens": tokens,
+            "usd": usd,
+            "seconds": seconds,
+            "opened": _utc(opened),
+            "spent": {"tokens": spent_tokens, "usd": spent_usd},
+            "reserved": {"tokens": held_tokens, "usd": held_usd},
+            "updated": _utc(updated),
+        }
+        for (
+            name,
+            tokens,
+            usd,
+            seconds,
+            opened,
+            spent_tokens,
+            spent_usd,
+            held_tokens,
+            held_usd,
+            updated,
+        ) in rows
+    ]
+
+
 def _utc(timestamp: float) -> str:
     return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat()
 
@@ -88,8 +170,11 @@ def state_as_json(data: bytes) -> Any:
 
 
 def snapshot_records(path: str, actors: list[str] | None = None) -> list[dict[str, Any]]:
-    """The snapshots as JSON-ready records (``actor``, ``version``, ``updated``, ``state``)."""
+    """The snapshots as JSON-ready records (``actor``, ``version``, ``updated``, ``state``,
+    and ``logs``: the length of each of its ``Log`` fields, whose entries are rows of their
+    own — :func:`log_records`)."""
     wanted = set(actors) if actors else None
+    lengths = log_lengths(path)
     records = []
     for actor, version, updated, data in read_snapshots(path):
         if wanted is not None and actor not in wanted:
@@ -100,13 +185,18 @@ def snapshot_records(path: str, actors: list[str] | None = None) -> list[dict[st
                 "version": version,
                 "updated": _utc(updated),
                 "state": state_as_json(data),
+                "logs": lengths.get(actor, {}),
             }
         )
     return records
 
 
 __all__ = [
+    "budget_records",
     "journal_records",
+    "log_lengths",
+    "log_records",
+    "read_logs",
     "read_journal",
     "read_snapshots",
     "schema_version",

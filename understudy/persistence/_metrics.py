@@ -84,6 +84,16 @@ class StoreCollector:
                 "Events committed to the journal of event-sourced actors.",
                 stats.events,
             ),
+            (
+                "understudy_store_log_entries",
+                "Entries committed to the Log fields of persistent actors (one row each).",
+                stats.log_entries,
+            ),
+            (
+                "understudy_store_budget_writes",
+                "Persistent budgets' figures committed (one per changed budget per group).",
+                stats.budget_writes,
+            ),
         ):
             yield CounterMetricFamily(name, documentation, value=value)
 

@@ -14,7 +14,9 @@ thread (opening, migrating) or inside the trio driver's one hop per group.
 
 from __future__ import annotations
 
+import random
 import sqlite3
+import time
 from typing import Literal, NamedTuple
 
 from understudy.errors import PersistenceError
@@ -55,6 +57,38 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             recorded REAL NOT NULL,     -- unix time of the commit that appended it
             PRIMARY KEY (actor, seq)
         ) WITHOUT ROWID
+        """,
+    ),
+    # 2 -> 3: the entries of Log fields (understudy.Log), one row each, appended in the
+    # transaction that writes the snapshot holding the log's length.
+    (
+        """
+        CREATE TABLE log_entries (
+            actor    TEXT NOT NULL,     -- the actor's name
+            field    TEXT NOT NULL,     -- the State field's name
+            seq      INTEGER NOT NULL,  -- 1, 2, ... per (actor, field), no gaps
+            entry    BLOB NOT NULL,     -- the entry, msgspec msgpack
+            recorded REAL NOT NULL,     -- unix time of the commit that appended it
+            PRIMARY KEY (actor, field, seq)
+        ) WITHOUT ROWID
+        """,
+    ),
+    # 3 -> 4: persistent budgets (rt.budget(name=..., persistent=True)), one row each,
+    # written whole (absolute figures) with the next group after each change.
+    (
+        """
+        CREATE TABLE budgets (
+            name            TEXT PRIMARY KEY,
+            tokens          INTEGER,           -- the limits; NULL: none
+            usd             REAL,
+            seconds         REAL,
+            opened          REAL NOT NULL,     -- unix time first opened (seconds count from it)
+            spent_tokens    INTEGER NOT NULL,  -- charged and settled
+            spent_usd       REAL NOT NULL,
+            reserved_tokens INTEGER NOT NULL,  -- held by reservations not settled yet
+            reserved_usd    REAL NOT NULL,
+            updated         REAL NOT NULL      -- unix time of the commit that wrote it
+        )
         """,
     ),
 )
@@ -99,10 +133,61 @@ PRUNE_JOURNAL = (
 """Retention on demand: drop the events every actor's snapshot already includes, but the
 last ``?`` of them (parameter: how many to keep)."""
 
+INSERT_LOG_ENTRY = (
+    "INSERT INTO log_entries (actor, field, seq, entry, recorded) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (actor, field, seq) DO NOTHING"
+)
+"""Append one log entry: refused (0 rows) if that position is taken (another writer)."""
+
+SELECT_LOG = "SELECT seq, entry FROM log_entries WHERE actor = ? AND field = ? ORDER BY seq"
+
+SELECT_LOG_TAIL = (
+    "SELECT seq, entry FROM log_entries WHERE actor = ? AND field = ? AND seq > "
+    "(SELECT COALESCE(MAX(seq), 0) FROM log_entries WHERE actor = ? AND field = ?) - ? "
+    "ORDER BY seq"
+)
+"""The last ``?`` entries of one log (parameters: actor, field, actor, field, count)."""
+
+SELECT_LOGS = (
+    "SELECT field, seq, entry, recorded FROM log_entries WHERE actor = ? ORDER BY field, seq"
+)
+
+UPSERT_BUDGET = (
+    "INSERT INTO budgets (name, tokens, usd, seconds, opened, spent_tokens, spent_usd, "
+    "reserved_tokens, reserved_usd, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (name) DO UPDATE SET spent_tokens = excluded.spent_tokens, "
+    "spent_usd = excluded.spent_usd, reserved_tokens = excluded.reserved_tokens, "
+    "reserved_usd = excluded.reserved_usd, updated = excluded.updated"
+)
+"""Write a budget's figures (its limits and opening time are set by the first write)."""
+
+BudgetRow = tuple[str, int | None, float | None, float | None, float, int, float, int, float]
+"""A budget as stored, without ``updated``: name, limits (tokens, usd, seconds), opened,
+spent (tokens, usd), reserved (tokens, usd)."""
+
+SELECT_BUDGET = (
+    "SELECT name, tokens, usd, seconds, opened, spent_tokens, spent_usd, reserved_tokens, "
+    "reserved_usd FROM budgets WHERE name = ?"
+)
+
+LIST_BUDGETS = (
+    "SELECT name, tokens, usd, seconds, opened, spent_tokens, spent_usd, reserved_tokens, "
+    "reserved_usd, updated FROM budgets ORDER BY name"
+)
+
 LIST_SNAPSHOTS = "SELECT actor, version, updated, state FROM snapshots ORDER BY actor"
 
 LOAD_CHUNK = 500
 """Names per ``SELECT ... IN (...)`` when loading (well under SQLite's parameter limit)."""
+
+
+def select_last_events(count: int) -> str:
+    """The last journal sequence number of each of ``count`` actors that has a journal."""
+    return (
+        "SELECT actor, MAX(seq) FROM journal WHERE actor IN ("
+        + ", ".join("?" * count)
+        + ") GROUP BY actor"
+    )
 
 
 def select_snapshots(count: int) -> str:
@@ -116,6 +201,9 @@ def select_snapshots(count: int) -> str:
 
 Event = tuple[int, str, bytes]
 """A journal entry: sequence number, event type name, encoded event."""
+
+Append = tuple[str, int, bytes]
+"""A log entry: the State field's name, its position (1, 2, ...), the encoded entry."""
 
 
 class Write(NamedTuple):
@@ -132,6 +220,8 @@ class Write(NamedTuple):
     """Events to append to the journal, in order."""
     prune_before: int
     """Drop this actor's journal entries up to this seq (retention); 0: keep them."""
+    appends: list[Append]
+    """Entries to append to the actor's logs (``Log`` fields), in order."""
 
 
 Stale = tuple[str, int, int | None]
@@ -145,16 +235,20 @@ def write_params(
     list[tuple[str, int, bytes, float]],
     list[tuple[str, int, str, bytes, float]],
     list[tuple[str, int]],
+    list[tuple[str, str, int, bytes, float]],
 ]:
-    """The parameters of a group's statements: updates, inserts, events, prunes."""
+    """The parameters of a group's statements: updates, inserts, events, prunes, appends."""
     updates: list[tuple[int, bytes, float, str, int]] = []
     inserts: list[tuple[str, int, bytes, float]] = []
     events: list[tuple[str, int, str, bytes, float]] = []
     prunes: list[tuple[str, int]] = []
+    appends: list[tuple[str, str, int, bytes, float]] = []
     for write in writes:
         actor = write.actor
         if write.events:
             events.extend((actor, seq, kind, data, updated) for seq, kind, data in write.events)
+        if write.appends:
+            appends.extend((actor, name, seq, data, updated) for name, seq, data in write.appends)
         if write.state is not None:
             if write.base:
                 updates.append((write.version, write.state, updated, actor, write.base))
@@ -162,7 +256,7 @@ def write_params(
                 inserts.append((actor, write.version, write.state, updated))
         if write.prune_before:
             prunes.append((actor, write.prune_before))
-    return updates, inserts, events, prunes
+    return updates, inserts, events, prunes, appends
 
 
 # -- connections -----------------------------------------------------------------------------
@@ -196,13 +290,31 @@ def prepare(path: str, busy_timeout: float) -> int:
     """Create the file if needed, switch it to WAL, bring its schema up to date.
 
     Blocking; run it on a worker thread. Returns the schema version found before migrating.
-    Raises :class:`PersistenceError` if WAL cannot be enabled or the file is newer than
-    this understudy.
+    Safe when several processes create the same new file at once: SQLite reports some of
+    those collisions as busy without waiting (switching to WAL, upgrading a read lock), so a
+    busy attempt is retried with backoff until ``busy_timeout`` has passed. Raises
+    :class:`PersistenceError` if WAL cannot be enabled or the file is newer than this
+    understudy.
     """
+    give_up = time.monotonic() + busy_timeout
+    delay = 0.002
+    while True:
+        try:
+            return _prepare_once(path, busy_timeout)
+        except sqlite3.OperationalError as exc:
+            if not is_transient(exc) or time.monotonic() + delay > give_up:
+                raise
+        time.sleep(delay * (0.5 + random.random()))
+        delay = min(delay * 2, 0.1)
+
+
+def _prepare_once(path: str, busy_timeout: float) -> int:
     conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        if str(mode).lower() != "wal":
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise PersistenceError(
                 f"cannot use {path!r} as a store: SQLite refused WAL mode (journal_mode is "
@@ -252,6 +364,11 @@ def is_transient(error: BaseException) -> bool:
 
 __all__ = [
     "INSERT_EVENT",
+    "LIST_BUDGETS",
+    "SELECT_BUDGET",
+    "UPSERT_BUDGET",
+    "BudgetRow",
+    "INSERT_LOG_ENTRY",
     "INSERT_SNAPSHOT",
     "LIST_SNAPSHOTS",
     "LOAD_CHUNK",
@@ -261,9 +378,13 @@ __all__ = [
     "SCHEMA_VERSION",
     "SELECT_JOURNAL",
     "SELECT_LAST_SEQ",
+    "SELECT_LOG",
+    "SELECT_LOGS",
+    "SELECT_LOG_TAIL",
     "SELECT_VERSION",
     "SYNCHRONOUS",
     "UPDATE_SNAPSHOT",
+    "Append",
     "Event",
     "Stale",
     "Synchronous",
@@ -273,6 +394,7 @@ __all__ = [
     "migrate",
     "prepare",
     "pragmas",
+    "select_last_events",
     "select_snapshots",
     "write_params",
 ]

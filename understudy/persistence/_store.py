@@ -31,6 +31,7 @@ import os
 import random
 import sqlite3
 import time
+import weakref
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ from understudy.persistence import _ops
 from understudy.persistence._backends import Driver, open_driver
 from understudy.persistence._schema import (
     SYNCHRONOUS,
+    Append,
+    BudgetRow,
     Event,
     Stale,
     Synchronous,
@@ -57,9 +60,10 @@ logger = logging.getLogger("understudy")
 
 
 class Owner(Protocol):
-    """Who wrote a snapshot: told (in the event loop, never blocking) when it failed."""
+    """Who wrote a snapshot: told (in the event loop, never blocking) when it failed, with
+    the ``letter`` of every message whose effect that write held (see :meth:`Store.write`)."""
 
-    def persistence_failed(self, error: PersistenceError) -> None: ...
+    def persistence_failed(self, error: PersistenceError, letters: list[Any]) -> None: ...
 
 
 class Waiter(Protocol):
@@ -71,6 +75,12 @@ class Waiter(Protocol):
     def event(self) -> anyio.Event: ...
 
     def fail(self, error: BaseException) -> None: ...
+
+
+class BudgetFigures(Protocol):
+    """A persistent budget, as the store writes it (``understudy.budgets.Budget``)."""
+
+    def stored_row(self) -> BudgetRow: ...
 
 
 class InjectedWriteError(sqlite3.OperationalError):
@@ -104,6 +114,24 @@ SNAPSHOT_BYTES_BUCKETS: tuple[float, ...] = (64, 256, 1024, 4096, 16384, 65536, 
 """Upper bounds of the snapshot size histogram (bytes)."""
 
 
+MAX_SECONDS = 86_400.0
+"""The longest ``busy_timeout`` a store accepts (SQLite takes milliseconds as a C int)."""
+
+
+def _seconds(value: object, name: str, *, positive: bool, most: float) -> float:
+    """A finite duration option of :class:`Store`; ``ValueError``/``TypeError`` naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"Store: {name} must be a number of seconds, not {value!r}")
+    low_ok = value > 0 if positive else value >= 0
+    if not (low_ok and value <= most):  # also refuses NaN and inf
+        bound = "positive" if positive else "non-negative"
+        raise ValueError(
+            f"Store: {name} must be a {bound}, finite number of seconds up to {most:g}, "
+            f"not {value!r}"
+        )
+    return float(value)
+
+
 def _buckets(bounds: tuple[float, ...]) -> list[int]:
     return [0] * (len(bounds) + 1)
 
@@ -120,6 +148,10 @@ class StoreStats:
     """Actors written by committed groups (one per actor per group, after collapsing)."""
     events: int = 0
     """Journal entries committed (event-sourced actors)."""
+    log_entries: int = 0
+    """Log entries committed (``Log`` fields)."""
+    budget_writes: int = 0
+    """Persistent budgets' figures committed (one per budget per group)."""
     collapsed: int = 0
     """Snapshots superseded by a newer one of the same actor before the writer took them."""
     stale: int = 0
@@ -153,10 +185,12 @@ class _Entry:
 
     __slots__ = (
         "actor",
+        "appends",
         "base",
         "data",
         "done",
         "events",
+        "letters",
         "owner",
         "prune_before",
         "version",
@@ -180,6 +214,8 @@ class _Entry:
         self.owner = owner
         self.events = events
         self.prune_before = prune_before
+        self.letters: list[Any] = []
+        self.appends: list[Append] | None = None
         self.waiters: list[tuple[Waiter, Any]] | None = None
         self.done: anyio.Event | None = None
 
@@ -188,6 +224,8 @@ class _Entry:
         size = len(self.data) if self.data is not None else 0
         if self.events:
             size += sum(len(event[2]) for event in self.events)
+        if self.appends:
+            size += sum(len(entry[2]) for entry in self.appends)
         return size
 
     def finish(self) -> None:
@@ -209,19 +247,38 @@ class _Entry:
         if waiters is not None:
             for reply, _ in waiters:
                 reply.fail(make_error())
-        self.owner.persistence_failed(make_error())
+        self.owner.persistence_failed(make_error(), self.letters)
         self.finish()
 
 
-class _Load:
-    __slots__ = ("actor", "error", "event", "journal", "result", "tail")
+class Loaded:
+    """What an actor restarts from (:meth:`Store.restore_from`)."""
 
-    def __init__(self, actor: str, journal: bool) -> None:
+    __slots__ = (
+        "actor",
+        "entries",
+        "error",
+        "event",
+        "journal",
+        "last_event",
+        "logs",
+        "result",
+        "tail",
+    )
+
+    def __init__(self, actor: str, journal: bool, logs: Sequence[_ops.LogRequest]) -> None:
         self.actor = actor
         self.journal = journal
         self.event = anyio.Event()
         self.result: tuple[int, bytes] | None = None
+        """The latest snapshot ``(version, state)``, or None."""
         self.tail: list[tuple[int, str, bytes, float]] = []
+        """Event-sourced: the journal after the snapshot."""
+        self.last_event = 0
+        """Not event-sourced: the last journal entry's sequence number (0: none)."""
+        self.logs: Sequence[_ops.LogRequest] = logs
+        self.entries: dict[str, list[tuple[int, bytes]]] = {}
+        """Each requested log's entries ``(seq, entry)``, oldest first."""
         self.error: BaseException | None = None
 
 
@@ -261,19 +318,21 @@ class Store:
         retries: int = 3,
         retry_backoff: float = 0.05,
     ) -> None:
-        if synchronous not in SYNCHRONOUS:
+        if not isinstance(synchronous, str) or synchronous not in SYNCHRONOUS:
             raise ValueError(
                 f"Store: synchronous must be one of {SYNCHRONOUS}, not {synchronous!r}"
             )
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"Store: path must be a str or os.PathLike, not {path!r}")
         path = os.fspath(path)
         if not isinstance(path, str) or not path or path == ":memory:" or path.startswith("file:"):
             raise ValueError(f"Store: path must name a database file, not {path!r}")
-        if not busy_timeout > 0:
-            raise ValueError(f"Store: busy_timeout must be positive, not {busy_timeout!r}")
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ValueError(f"Store: retries must be a non-negative int, not {retries!r}")
-        if not retry_backoff >= 0:
-            raise ValueError(f"Store: retry_backoff must be >= 0, not {retry_backoff!r}")
+        if "\x00" in path:
+            raise ValueError(f"Store: path must not contain a NUL character, not {path!r}")
+        busy_timeout = _seconds(busy_timeout, "busy_timeout", positive=True, most=MAX_SECONDS)
+        if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 1000:
+            raise ValueError(f"Store: retries must be an int from 0 to 1000, not {retries!r}")
+        retry_backoff = _seconds(retry_backoff, "retry_backoff", positive=False, most=60.0)
         self.path = path
         self.synchronous: Synchronous = synchronous
         self.busy_timeout = float(busy_timeout)
@@ -286,7 +345,11 @@ class Store:
         self._driver: Driver | None = None
         self._pending: dict[str, _Entry] = {}
         self._latest: dict[str, _Entry] = {}
-        self._loads: list[_Load] = []
+        self._loads: list[Loaded] = []
+        self._budgets: dict[str, BudgetFigures] = {}
+        """Persistent budgets changed since the last group (written whole with the next)."""
+        self.live_budgets: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+        """The persistent budgets open in this runtime, by name (``understudy.budgets``)."""
         self._ops: list[_Op] = []
         self._wake: anyio.Event | None = None
         self._writer_done: anyio.Event | None = None
@@ -308,9 +371,9 @@ class Store:
     async def open(self, task_group: TaskGroup) -> None:
         """Create or migrate the file, open the driver, start the writer in ``task_group``.
 
-        Blocks on the file (on a worker thread). Raises :class:`PersistenceError` for a file
-        that cannot be a store (no WAL, a newer schema) and :class:`sqlite3.Error` for one
-        that cannot be opened at all. ``task_group`` must outlive :meth:`aclose`.
+        Blocks on the file (on a worker thread). Raises :class:`PersistenceError` naming the
+        file for a file that cannot be a store (no WAL, a newer schema) or cannot be opened
+        at all (the SQLite error is its cause). ``task_group`` must outlive :meth:`aclose`.
         """
         if self._state != "new":
             raise RuntimeError("a Store can be opened once; make a new one")
@@ -320,6 +383,9 @@ class Store:
                 prepare, self.path, self.busy_timeout
             )
             self._driver = await open_driver(self.path, self.synchronous, self.busy_timeout)
+        except (sqlite3.Error, OSError) as exc:
+            self._state = "closed"
+            raise PersistenceError(f"cannot open the store {self.path!r}: {exc}") from exc
         except BaseException:
             self._state = "closed"
             raise
@@ -382,6 +448,8 @@ class Store:
         owner: Owner,
         events: list[Event] | None = None,
         prune_before: int = 0,
+        letter: Any = None,
+        appends: list[Append] | None = None,
     ) -> None:
         """Queue ``actor``'s snapshot ``version`` (built on ``base``, 0 for the first one)
         and/or its new journal ``events``.
@@ -390,8 +458,11 @@ class Store:
         yet: a newer snapshot replaces the queued one (which keeps its base and waiters),
         events are appended. ``data=None`` queues events only. ``prune_before`` drops the
         actor's journal entries up to that sequence number in the same transaction.
-        ``owner.persistence_failed`` is called if the writes cannot be committed. Raises
-        :class:`PersistenceError` if the store is not open.
+        ``appends`` are entries of the actor's logs, committed with the snapshot.
+        ``owner.persistence_failed`` is called if the writes cannot be committed, with every
+        ``letter`` (not None) given for them: the messages whose effect is lost, which the
+        owner records as dead letters. Raises :class:`PersistenceError` if the store is not
+        open.
         """
         entry = self._pending.get(actor)
         if entry is not None:
@@ -409,17 +480,43 @@ class Store:
                     entry.events.extend(events)
             if prune_before:
                 entry.prune_before = prune_before
+            if letter is not None:
+                entry.letters.append(letter)
+            if appends:
+                if entry.appends is None:
+                    entry.appends = appends
+                else:
+                    entry.appends.extend(appends)
             entry.owner = owner
             return
         if self._state != "open":
             raise PersistenceError(f"cannot persist actor {actor!r}: the store is not open")
         entry = _Entry(actor, base, version, data, owner, events, prune_before)
+        if letter is not None:
+            entry.letters.append(letter)
+        if appends:
+            entry.appends = appends
         self._pending[actor] = entry
         self._latest[actor] = entry
         wake = self._wake
         if wake is not None:
             self._wake = None
             wake.set()
+
+    def budget_changed(self, name: str, budget: BudgetFigures) -> None:
+        """Queue persistent budget ``name``'s figures for the next group (never blocks).
+        A failed group queues them again; a budget change after the store closed is kept
+        in memory only (the runtime is ending)."""
+        if self._state != "open":
+            return
+        self._budgets[name] = budget
+        self._poke()
+
+    async def load_budget(self, name: str) -> BudgetRow | None:
+        """The committed figures of persistent budget ``name``, or None. Waits for the
+        writes queued before it. Raises :class:`PersistenceError`."""
+        row: BudgetRow | None = await self._run(_ops.load_budget(name))
+        return row
 
     def wait_for_commit(self, actor: str, reply: Waiter, value: Any) -> bool:
         """Release ``reply`` with ``value`` once ``actor``'s newest queued snapshot commits
@@ -479,7 +576,7 @@ class Store:
         through the writer, batched: many actors starting at once cost one query per 500.
         Raises :class:`PersistenceError` if the read fails or the store is not open.
         """
-        request = await self._load(actor, journal=False)
+        request = await self.restore_from(actor)
         return request.result
 
     async def load_journaled(
@@ -488,14 +585,20 @@ class Store:
         """What an event-sourced actor restarts from: its latest snapshot (or None) and the
         journal entries after it, ``(seq, kind, event, recorded)`` in order. As :meth:`load`.
         """
-        request = await self._load(actor, journal=True)
+        request = await self.restore_from(actor, journal=True)
         return request.result, request.tail
 
-    async def _load(self, actor: str, journal: bool) -> _Load:
+    async def restore_from(
+        self, actor: str, *, journal: bool = False, logs: Sequence[_ops.LogRequest] = ()
+    ) -> Loaded:
+        """Everything ``actor`` restarts from, in one batched read: its snapshot, its
+        journal after it (``journal=True``) or else the last journal entry's number, and
+        the entries of the ``logs`` asked for (``(field, keep)``: the last ``keep``, or all
+        for None). As :meth:`load`."""
         await self.committed(actor)
         if self._state != "open":
             raise PersistenceError(f"cannot load actor {actor!r}: the store is not open")
-        request = _Load(actor, journal)
+        request = Loaded(actor, journal, logs)
         self._loads.append(request)
         self._poke()
         await request.event.wait()
@@ -510,6 +613,16 @@ class Store:
         await self.committed(actor)
         result: list[tuple[int, str, bytes, float]] = await self._run(_ops.journal(actor, after))
         return result
+
+    async def log(
+        self, actor: str, field: str | None = None
+    ) -> list[tuple[str, int, bytes, float]]:
+        """``actor``'s committed log entries (``Log`` fields) as ``(field, seq, entry,
+        recorded)``, by field then position; only ``field``'s when given. Waits for the
+        writes queued before it. Raises :class:`PersistenceError`."""
+        await self.committed(actor)
+        rows: list[tuple[str, int, bytes, float]] = await self._run(_ops.read_logs(actor))
+        return rows if field is None else [row for row in rows if row[0] == field]
 
     async def prune_journal(self, *, keep: int = 0) -> int:
         """Retention: delete the journal entries that every actor's latest snapshot already
@@ -559,14 +672,14 @@ class Store:
         assert self._writer_done is not None
         try:
             while True:
-                if self._pending:
+                if self._pending or self._budgets:
                     await self._commit_group()
                 if self._loads:
                     # After each group, so a busy writer cannot starve actors that start.
                     await self._serve_loads()
                 if self._ops:
                     await self._serve_ops()
-                if self._pending or self._loads or self._ops:
+                if self._pending or self._loads or self._ops or self._budgets:
                     continue
                 if self._state == "closing":
                     return
@@ -581,9 +694,14 @@ class Store:
     async def _commit_group(self) -> None:
         group = self._pending
         self._pending = {}
+        budgets = self._budgets
+        self._budgets = {}
+        budget_rows = [budget.stored_row() for budget in budgets.values()]
         assert self._driver is not None
         writes = [
-            Write(e.actor, e.base, e.version, e.data, e.events or [], e.prune_before)
+            Write(
+                e.actor, e.base, e.version, e.data, e.events or [], e.prune_before, e.appends or []
+            )
             for e in group.values()
         ]
         started = time.perf_counter()
@@ -591,7 +709,7 @@ class Store:
         while True:
             fault = self._faults.pop(0) if self._faults else None
             try:
-                steps = _ops.commit_group(writes, time.time(), fault)
+                steps = _ops.commit_group(writes, time.time(), fault, budget_rows)
                 with anyio.CancelScope(shield=True):
                     stale = cast(list[Stale], await self._driver.run(steps))
                 break
@@ -606,6 +724,7 @@ class Store:
                         # The writer is cancelled (its task group is): nobody will retry.
                         self._fail_group(group, exc)
                         raise
+                    budget_rows = [budget.stored_row() for budget in budgets.values()]
                     continue
                 self.stats.failed_groups += 1
                 logger.error(
@@ -618,16 +737,20 @@ class Store:
                     extra={"actor": None, "correlation_id": None},
                 )
                 self._fail_group(group, exc)
+                for name, budget in budgets.items():  # figures, not deltas: write them later
+                    self._budgets.setdefault(name, budget)
                 return
         stats = self.stats
         took = time.perf_counter() - started
         stats.commit_seconds += took
         stats.commit_buckets[bisect_left(COMMIT_SECONDS_BUCKETS, took)] += 1
         stats.commits += 1
+        stats.budget_writes += len(budget_rows)
         stale_actors = self._refuse(group, stale) if stale else ()
         written = len(group) - len(stale_actors)
         stats.snapshots += written
-        stats.group_buckets[bisect_left(GROUP_SIZE_BUCKETS, written)] += 1
+        if group:  # a group of budget figures only is no group of actors
+            stats.group_buckets[bisect_left(GROUP_SIZE_BUCKETS, written)] += 1
         if written > stats.max_group:
             stats.max_group = written
         latest = self._latest
@@ -641,6 +764,8 @@ class Store:
                 snapshot_buckets[bisect_left(SNAPSHOT_BYTES_BUCKETS, len(entry.data))] += 1
             if entry.events:
                 stats.events += len(entry.events)
+            if entry.appends:
+                stats.log_entries += len(entry.appends)
             if latest.get(actor) is entry:
                 del latest[actor]
             entry.release()
@@ -694,10 +819,13 @@ class Store:
         assert self._driver is not None
         actors: Sequence[str] = list({load.actor: None for load in loads})
         journaled = list({load.actor: None for load in loads if load.journal})
+        logs = {load.actor: load.logs for load in loads if load.logs}
         try:
             with anyio.CancelScope(shield=True):
-                result = await self._driver.run(_ops.load(actors, journaled))
-            found, tails = cast(tuple[_ops.Loaded, _ops.Journals], result)
+                result = await self._driver.run(_ops.load(actors, journaled, logs))
+            found, tails, last_events, entries = cast(
+                tuple[_ops.Loaded, _ops.Journals, dict[str, int], _ops.Logs], result
+            )
         except Exception as exc:
             for load in loads:
                 error = PersistenceError(f"cannot load actor {load.actor!r}: {exc}")
@@ -710,6 +838,10 @@ class Store:
             load.result = found.get(load.actor)
             if load.journal:
                 load.tail = tails[load.actor]
+            else:
+                load.last_event = last_events.get(load.actor, 0)
+            if load.logs:
+                load.entries = entries.get(load.actor, {})
             load.event.set()
 
     async def _serve_ops(self) -> None:
@@ -748,6 +880,7 @@ __all__ = [
     "GROUP_SIZE_BUCKETS",
     "SNAPSHOT_BYTES_BUCKETS",
     "InjectedWriteError",
+    "Loaded",
     "Owner",
     "Store",
     "StoreStats",

@@ -1,0 +1,74 @@
+"""Opening a store: every option checked, errors that name the file, and no
+``database is locked`` when several runtimes create the same new file at once."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+import understudy as us
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"busy_timeout": math.inf}, ValueError, "busy_timeout"),
+        ({"busy_timeout": math.nan}, ValueError, "busy_timeout"),
+        ({"busy_timeout": -1}, ValueError, "busy_timeout"),
+        ({"busy_timeout": 10**9}, ValueError, "busy_timeout"),
+        ({"busy_timeout": "5"}, TypeError, "busy_timeout"),
+        ({"busy_timeout": True}, TypeError, "busy_timeout"),
+        ({"retry_backoff": math.inf}, ValueError, "retry_backoff"),
+        ({"retry_backoff": math.nan}, ValueError, "retry_backoff"),
+        ({"retry_backoff": -0.1}, ValueError, "retry_backoff"),
+        ({"retry_backoff": None}, TypeError, "retry_backoff"),
+        ({"retries": -1}, ValueError, "retries"),
+        ({"retries": 2.0}, ValueError, "retries"),
+        ({"retries": 10**6}, ValueError, "retries"),
+        ({"synchronous": ["full"]}, ValueError, "synchronous"),
+    ],
+)
+def test_every_store_option_is_checked(
+    options: dict[str, object], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        us.Store("x.db", **options)  # type: ignore[arg-type]
+
+
+def test_a_store_path_must_be_a_path() -> None:
+    with pytest.raises(TypeError, match="path"):
+        us.Store(42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="NUL"):
+        us.Store("a\x00b.db")
+
+
+async def test_an_open_error_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "missing" / "app.db"
+    with pytest.raises(us.PersistenceError, match=r"missing/app\.db") as caught:
+        async with us.Runtime(store=path):
+            pass
+    assert isinstance(caught.value.__cause__, sqlite3.Error)
+
+
+async def test_a_runtime_opens_a_new_store_another_process_is_creating(tmp_path: Path) -> None:
+    """Another connection holds the write lock of the brand-new file while this runtime
+    opens it (what two runtimes creating one store at once do to each other): switching to
+    WAL is then refused at once without SQLite's busy wait, and the open must ride it out."""
+    path = tmp_path / "app.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("CREATE TABLE unrelated (x)")
+    release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+    release.start()
+    try:
+        async with us.Runtime(store=us.Store(path, busy_timeout=5.0)) as rt:
+            assert rt.store is not None and rt.store.schema_found == 0
+    finally:
+        release.join()
+        other.close()
