@@ -146,6 +146,7 @@ def test_a_host_test_client_can_start_the_fastapi_app_twice() -> None:
         assert client.get("/runtime/readyz").status_code == 503  # the runtime exited
 
 
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_migration_example_refuses_then_migrates_once(backend: str) -> None:
     result = run_example("migration.py", backend)
     assert result.returncode == 0, result.stderr
