@@ -53,6 +53,17 @@ from understudy.messages import ExitReason, Message, Request, Terminated, decode
 from understudy.metrics import ActorInfo
 from understudy.persistence import EventSourced, Store, StoreStats
 from understudy.runtime import Runtime, run
+
+# pools and entities (wave 2, pools engineer)
+from understudy.entities import (  # noqa: E402  (after runtime: it imports both)
+    Entities,
+    EntityInfo,
+    EntityRef,
+    EntityTypeInfo,
+    entity_lookup,
+    entity_types,
+)
+from understudy.pools import Pool, PoolRef, PoolResized  # noqa: E402
 from understudy.supervision import (
     Backoff,
     Child,
@@ -153,6 +164,16 @@ __all__ = [
     "UnderstudyError",
     "UnknownActor",
     "__version__",
+    # pools and entities (wave 2)
+    "Entities",
+    "EntityInfo",
+    "EntityRef",
+    "EntityTypeInfo",
+    "Pool",
+    "PoolRef",
+    "PoolResized",
+    "entity_lookup",
+    "entity_types",
     "decode",
     "run",
 ]

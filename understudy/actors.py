@@ -884,6 +884,13 @@ class Context:
             )
         cell.persistence.persist(cell.instance, event)
 
+    def entity(self, type_name: str, key: str) -> Ref:
+        """The ref of entity ``key`` of type ``type_name`` (see ``Runtime.entity``)."""
+        # understudy.entities (pools engineer): the runtime owns the entity types.
+        runtime: Any = self._cell.system
+        ref: Ref = runtime.entity(type_name, key)
+        return ref
+
     def stop(self) -> None:
         """Stop this actor (reason ``normal``) once the current message is handled."""
         self._cell.mailbox.put_system(("stop", "normal"))
@@ -924,6 +931,7 @@ class Cell:
         "factory",
         "gate",
         "generation",
+        "group",
         "guard",
         "handlers",
         "id",
@@ -1003,6 +1011,9 @@ class Cell:
         """The guard while sends must pass through it (see :class:`Guarding`), else None.
         Set it with :meth:`set_gate`: ``accepting`` is False while there is a gate."""
         self.persistence: Persistence | None = None
+        # pools/entities (understudy.pools, understudy.entities): the pool's name or the
+        # entity type, used as this cell's metrics label so labels stay bounded.
+        self.group: str | None = None
 
     # -- sending (slow paths; the fast path is inlined in Ref.tell/ask) --
 

@@ -51,7 +51,15 @@ from understudy.messages import ExitReason
 from understudy.metrics import ActorInfo, Metrics, check_endpoint
 from understudy.persistence import Store, StoreCollector, attach
 from understudy.resilience import Guard, ResilienceMetrics, make_guard
-from understudy.supervision import Supervisor, SupervisorActor, SupervisorRef, _TerminateChild
+from understudy.entities import entity_ref
+from understudy.pools import GroupCollector, Pool, PoolRef, pool_ref
+from understudy.supervision import (
+    Supervisor,
+    SupervisorActor,
+    SupervisorRef,
+    _TerminateChild,
+    supervisor_actor,
+)
 
 T = TypeVar("T")
 
@@ -109,6 +117,9 @@ class Runtime:
         self.closed = True
         self.shutting_down = False
         self._names: dict[str, Cell] = {}
+        # Pools and entity types by name (understudy.pools, understudy.entities): rt.ref
+        # consults it first, so a pool's name gives the ref that routes at the sender.
+        self.routers: dict[str, Any] = {}
         self._top: dict[int, Cell] = {}
         self._task_group: TaskGroup | None = None
         self._host_scope: anyio.CancelScope | None = None
@@ -143,6 +154,7 @@ class Runtime:
         self._entered = True
         await self.metrics.bind()  # ValueError: shared registry taken; OSError: cannot listen
         self.metrics.add_source(self.resilience)
+        self.metrics.add_source(GroupCollector(self))  # pools and entity types
         if self._loop_clock:
             self.clock, self.watchdog.offset = _event_loop_clock()
         self._task_group = anyio.create_task_group()
@@ -332,7 +344,7 @@ class Runtime:
         cell = await spawn_cell(
             self,
             None,
-            functools.partial(SupervisorActor, tree),
+            functools.partial(supervisor_actor(tree), tree),
             name=tree.name,
             capacity=None,
             overflow="block",
@@ -341,6 +353,28 @@ class Runtime:
         )
         self._roots.add(cell.id)
         return SupervisorRef(cell)
+
+    async def spawn_pool(self, actor: type[A] | Callable[[], A], **options: Any) -> PoolRef:
+        """Start a top-level :class:`~understudy.Pool` (same arguments, ``name=`` required)
+        and return its ref once every worker started. Raises as :meth:`start`."""
+        spec = Pool(actor, **options)
+        cell = await spawn_cell(
+            self,
+            None,
+            functools.partial(supervisor_actor(spec), spec),
+            name=spec.name,
+            capacity=None,
+            overflow="block",
+            shutdown=spec.shutdown,
+        )
+        return pool_ref(self, cell.ref)
+
+    def entity(self, type_name: str, key: str) -> Ref:
+        """The ref of entity ``key`` of the running entity type ``type_name``
+        (:class:`~understudy.Entities`); its first message activates it. Never blocks.
+        Raises :class:`UnknownActor` for no such type, ``TypeError``/``ValueError`` for a
+        malformed key."""
+        return entity_ref(self, type_name, key)
 
     async def wait(self) -> BaseException | None:
         """Wait until every tree started with :meth:`start` has ended; return the error a
@@ -369,6 +403,9 @@ class Runtime:
         """The ref of the live actor called ``name``. Raises :class:`UnknownActor`."""
         if self.closed and self._entered:
             raise RuntimeClosed("the runtime has exited")
+        router = self.routers.get(name)  # a pool's name: the ref that routes (pools engineer)
+        if router is not None and isinstance(router, Ref):
+            return router
         cell = self._names.get(name)
         if cell is None:
             raise UnknownActor(f"no live actor is named {name!r}")

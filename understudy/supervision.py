@@ -430,10 +430,17 @@ class _Record:
 
 def _actor_of(spec: Child | Supervisor, args: tuple[Any, ...]) -> Callable[[], Actor] | type:
     if isinstance(spec, Supervisor):
-        return functools.partial(SupervisorActor, spec)
+        return functools.partial(supervisor_actor(spec), spec)
     if args:
         return functools.partial(spec.actor, *args)
     return spec.actor
+
+
+def supervisor_actor(spec: Supervisor) -> type[SupervisorActor]:
+    """The actor class that runs ``spec``: the one dispatch point for specs that are
+    supervisors of their own kind (``us.Pool``, ``us.Entities`` set ``runner``)."""
+    runner: type[SupervisorActor] = getattr(spec, "runner", SupervisorActor)
+    return runner
 
 
 class SupervisorActor(Actor):

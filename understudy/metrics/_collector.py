@@ -30,7 +30,10 @@ _BOUNDS = (*(repr(bound) for bound in BUCKETS), "+Inf")
 
 
 def label_of(cell: Cell) -> str:
-    """The ``actor`` label: a named actor's name, else its class (bounded cardinality)."""
+    """The ``actor`` label: a pool's name or an entity type for their workers, else a named
+    actor's name, else its class (bounded cardinality)."""
+    if cell.group is not None:  # understudy.pools / understudy.entities
+        return cell.group
     name = cell.name
     return name if name is not None else cell.actor_class.__qualname__
 
@@ -207,8 +210,7 @@ class RuntimeCollector:
             totals[label] = Totals()
             totals[label].add_counters(retired)
         for cell in metrics.cells.values():
-            name = cell.name
-            label = name if name is not None else cell.actor_class.__qualname__
+            label = label_of(cell)
             into: Totals | None = totals.get(label)
             if into is None:
                 into = totals[label] = Totals()
