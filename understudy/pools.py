@@ -42,6 +42,7 @@ Metrics are labelled by the pool's name, never by worker (``actor="fetch"``).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import zlib
 from collections.abc import Callable, Iterator
@@ -58,7 +59,7 @@ from understudy.actors import (
     check_positive,
 )
 from understudy.breaker import Breaker, BreakerStateChanged, check_breaker
-from understudy.errors import CircuitOpen
+from understudy.errors import ActorStopped, CircuitOpen, RuntimeClosed
 from understudy.events import DeadLetter, Event
 from understudy.messages import ExitReason, Message, Request
 from understudy.meter import mark_supervisor
@@ -250,12 +251,24 @@ class Router:
         self.rerouted = 0
         self.resizes: dict[str, int] = {"up": 0, "down": 0}
 
+    def stopped(self, msg: object) -> None:
+        """The pool has no workers (it stopped): a dead letter, and :class:`ActorStopped`."""
+        system = self.cell.system
+        if system.closed:
+            raise RuntimeClosed(f"cannot send to pool {self.name!r}: its runtime has exited")
+        if isinstance(msg, Message):
+            letter = DeadLetter(actor=self.name, message=msg, reason="stopped")
+            system.dead_letters.record(letter)
+            if system.events.active:
+                system.events.publish(letter)
+        raise ActorStopped(f"pool {self.name!r} has stopped")
+
     def pick(self, msg: object) -> Cell:
         """The worker ``msg`` goes to. Never blocks."""
         workers = self.workers
         n = len(workers)
         if not n:
-            return self.cell  # the pool has stopped: its cell dead-letters the message
+            self.stopped(msg)
         start = next(self.cursor)
         routing = self.routing
         if routing == "round_robin":
@@ -327,6 +340,10 @@ class PoolRef(Ref):
         breaker = router.breaker
         if breaker is not None and breaker._state != "closed":
             _refuse(router, breaker, msg)
+        if not router.workers:  # stopped: a dead letter, as for any stopped actor
+            with contextlib.suppress(ActorStopped):
+                router.stopped(msg)
+            return
         await router.pick(msg).ref.tell(msg)
 
     async def ask(
