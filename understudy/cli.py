@@ -18,6 +18,8 @@ store) with their version, last update time and state as JSON::
     understudy inspect app.db --actor alice     # only some actors
     understudy inspect app.db --json            # one JSON document, for scripts
     understudy inspect app.db --journal ledger  # an event-sourced actor's journal, in order
+    understudy inspect app.db --entities        # entity types and their persisted keys
+    understudy inspect app.db --entity chat/42  # one entity's state
 
 Exit status: 0 on success, 1 when the command failed (the reason on stderr: an endpoint that
 cannot be reached or answers with something else than a tree, a store that cannot be read),
@@ -130,6 +132,11 @@ def _add_inspect(commands: Any) -> None:
     parser.add_argument(
         "--journal", metavar="NAME", help="print this event-sourced actor's journal instead"
     )
+    # entities (pools engineer): persisted under "<type>/<key>"
+    parser.add_argument(
+        "--entities", action="store_true", help="list entity types and their persisted keys"
+    )
+    parser.add_argument("--entity", metavar="TYPE/KEY", help="show one entity's state")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.set_defaults(handler=_inspect)
 
@@ -138,6 +145,8 @@ def _inspect(args: argparse.Namespace, out: TextIO) -> int:
     from understudy.persistence._inspect import journal_records, schema_version, snapshot_records
 
     try:
+        if args.entities or args.entity is not None:
+            return _inspect_entities(args, out)
         if args.journal is not None:
             _print_journal(args, out, journal_records(args.store, args.journal))
             return 0
@@ -160,6 +169,38 @@ def _inspect(args: argparse.Namespace, out: TextIO) -> int:
             f"{record['actor']:<{width}}  {record['version']:>8}  "
             f"{record['updated']:<32}  {state}\n"
         )
+    return 0
+
+
+def _inspect_entities(args: argparse.Namespace, out: TextIO) -> int:
+    from understudy.persistence._inspect import snapshot_records
+
+    if args.entity is not None:
+        if "/" not in args.entity:
+            print("understudy inspect: --entity takes TYPE/KEY", file=sys.stderr)
+            return 1
+        records = snapshot_records(args.store, [args.entity])
+        if not records:
+            print(f"understudy inspect: no persisted entity {args.entity!r}", file=sys.stderr)
+            return 1
+        record = records[0]
+        kind, key = args.entity.split("/", 1)
+        _write_json(out, {"type": kind, "key": key, **record})
+        return 0
+    types: dict[str, list[str]] = {}
+    for record in snapshot_records(args.store):
+        kind, sep, key = record["actor"].partition("/")
+        if sep:
+            types.setdefault(kind, []).append(key)
+    if args.json:
+        _write_json(out, {"store": args.store, "entities": types})
+    elif not types:
+        out.write("no persisted entities\n")
+    else:
+        for kind, keys in sorted(types.items()):
+            out.write(f"{kind}  ({len(keys)} keys)\n")
+            for key in sorted(keys):
+                out.write(f"  {key}\n")
     return 0
 
 
