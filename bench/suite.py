@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import ask, fan_in, resilience, spawn, supervision, tell
+from bench import ask, fan_in, pools, resilience, spawn, supervision, tell
 from bench.harness import Benchmark
 
 BENCHMARKS: list[Benchmark] = [
@@ -15,4 +15,9 @@ BENCHMARKS: list[Benchmark] = [
     resilience.TELL,
     resilience.ASK,
     resilience.REFUSAL,
+    # pools and entities (wave 2)
+    pools.THROUGHPUT,
+    pools.ASK,
+    pools.LOAD,
+    pools.MEMORY,
 ]
