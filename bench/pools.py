@@ -1,21 +1,21 @@
 """Pools and entities (issue 13).
 
 ``pool-throughput``: 64 concurrent callers ask a 10 ms handler (simulated I/O) through a
-pool of 8 workers; baseline: the same callers asking one actor. Target: ≥ 7×.
+pool of 8 workers; baseline: the same callers asking one actor. Target: ≥ 7x.
 
 ``pool-ask``: sequential asks to an instant handler through a pool of 8 (least_busy) versus
-direct asks to one actor, in µs per ask. Target: ≤ 1.3×.
+direct asks to one actor, in µs per ask. Target: ≤ 1.3x.
 
 ``entities-load``: N conversations as persistent entities (a store in a temporary directory),
 each doing 3 asks in a row whose handler waits 100 ms and appends to the conversation's
 history; all N run at once. The figure is the wall time over the ideal, 0.3 s plus the
 store's group-commit time in that run (``StoreStats.commit_seconds``); the baseline side is
-that ideal, 1.0. Target: ≤ 2×.
+that ideal, 1.0. Target: ≤ 2x.
 
 ``entity-memory``: bytes per passivated entity (tracemalloc, after ``gc.collect()``, of N
 entities activated and then passivated, over the memory before), against the 300-byte
-target as the baseline (target ≤ 1×); and bytes per active idle entity against a plain
-persistent named actor of the same class (target ≤ 1.5×).
+target as the baseline (target ≤ 1x); and bytes per active idle entity against a plain
+persistent named actor of the same class (target ≤ 1.5x).
 """
 
 from __future__ import annotations
@@ -198,7 +198,7 @@ async def memory_ours(entities: int) -> Sample:
                 for key in list(group.active):
                     group.actor._passivate(key, "idle")
                 with anyio.fail_after(60):
-                    while group.passivating:
+                    while group.passivating:  # noqa: ASYNC110 (stops run in their own tasks)
                         await anyio.sleep(0.01)
                 assert rt.store is not None
                 await rt.store.flush()
@@ -252,9 +252,7 @@ ASK = Benchmark(
     name="pool-ask",
     title=f"sequential instant asks: through a pool of {WORKERS} vs direct",
     metrics=(
-        Metric(
-            "latency", "time per ask", "µs", higher_is_better=False, target=1.3, fmt="{:.2f}"
-        ),
+        Metric("latency", "time per ask", "µs", higher_is_better=False, target=1.3, fmt="{:.2f}"),
     ),
     ours=ask_ours,
     baseline=ask_baseline,
@@ -269,13 +267,15 @@ LOAD = Benchmark(
         Metric(
             "vs_ideal",
             "wall time ÷ (0.3 s + commit time)",
-            "×",
+            "ratio",
             higher_is_better=False,
             target=2.0,
             fmt="{:.2f}",
         ),
         Metric("seconds", "wall time (baseline: 0.3 s)", "s", higher_is_better=False, fmt="{:.2f}"),
-        Metric("commit", "group-commit time (baseline: 1 s)", "s", higher_is_better=False, fmt="{:.3f}"),
+        Metric(
+            "commit", "group-commit time (baseline: 1 s)", "s", higher_is_better=False, fmt="{:.3f}"
+        ),
     ),
     ours=load_ours,
     baseline=load_baseline,

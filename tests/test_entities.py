@@ -98,7 +98,9 @@ async def test_a_persistent_entity_passivates_when_idle_and_wakes_from_the_store
         assert 'actor="p"' in text and "conv-1" not in text  # labelled by type, not by key
     # another process (a new runtime) sees the committed history
     async with us.Runtime(store=tmp_path / "e.db") as rt:
-        await rt.start(us.Supervisor(children=[us.Entities(Conversation, name="p", persistent=True)]))
+        await rt.start(
+            us.Supervisor(children=[us.Entities(Conversation, name="p", persistent=True)])
+        )
         assert await rt.entity("p", "conv-1").ask(Say("three")) == ["one", "two", "three"]
 
 
@@ -120,7 +122,9 @@ async def test_max_active_passivates_the_least_recently_used_first() -> None:
 @pytest.mark.anyio
 async def test_a_crash_restarts_that_key_only_from_its_last_commit(tmp_path: Path) -> None:
     async with us.Runtime(store=tmp_path / "e.db") as rt:
-        await rt.start(us.Supervisor(children=[us.Entities(Conversation, name="s", persistent=True)]))
+        await rt.start(
+            us.Supervisor(children=[us.Entities(Conversation, name="s", persistent=True)])
+        )
         a, b = rt.entity("s", "a"), rt.entity("s", "b")
         await a.ask(Say("kept"))
         await b.ask(Say("other"))
@@ -210,7 +214,9 @@ async def test_inspect_lists_entity_types_and_keys_and_shows_one(tmp_path: Path)
 
     path = tmp_path / "i.db"
     async with us.Runtime(store=path) as rt:
-        await rt.start(us.Supervisor(children=[us.Entities(Conversation, name="chat", persistent=True)]))
+        await rt.start(
+            us.Supervisor(children=[us.Entities(Conversation, name="chat", persistent=True)])
+        )
         await rt.entity("chat", "one").ask(Say("hello"))
         await rt.entity("chat", "two").ask(Say("bye"))
     out = io.StringIO()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import understudy as us
@@ -108,7 +109,7 @@ async def test_a_crashed_worker_is_restarted_and_its_queue_goes_to_the_others() 
             tg.start_soon(ask, Work(0.05))  # worker A, busy
             await anyio.sleep(0.01)
             tg.start_soon(ask, Crash())  # worker B crashes ...
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
             for _ in range(4):
                 tg.start_soon(ask, Work())  # ... with work queued behind the crash
         errors = [r for r in results if isinstance(r, Exception)]

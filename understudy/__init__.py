@@ -7,6 +7,16 @@ from understudy.actors import Actor, Context, Durability, Ref, Timer
 from understudy.breaker import Breaker, BreakerInfo, BreakerState, BreakerStateChanged
 from understudy.budgets import Budget, BudgetExhausted, Reservation, Usage
 from understudy.chaos import Chaos, Fault, FaultInjected, InjectedFault
+
+# pools and entities (wave 2, pools engineer)
+from understudy.entities import (
+    Entities,
+    EntityInfo,
+    EntityRef,
+    EntityTypeInfo,
+    entity_lookup,
+    entity_types,
+)
 from understudy.errors import (
     ActorStopped,
     BudgetExceeded,
@@ -52,18 +62,8 @@ from understudy.mailbox import DEFAULT_CAPACITY, Overflow
 from understudy.messages import ExitReason, Message, Request, Terminated, decode
 from understudy.metrics import ActorInfo
 from understudy.persistence import EventSourced, Store, StoreStats
+from understudy.pools import Pool, PoolRef, PoolResized
 from understudy.runtime import Runtime, run
-
-# pools and entities (wave 2, pools engineer)
-from understudy.entities import (  # noqa: E402  (after runtime: it imports both)
-    Entities,
-    EntityInfo,
-    EntityRef,
-    EntityTypeInfo,
-    entity_lookup,
-    entity_types,
-)
-from understudy.pools import Pool, PoolRef, PoolResized  # noqa: E402
 from understudy.supervision import (
     Backoff,
     Child,

@@ -429,7 +429,7 @@ class EntitiesActor(SupervisorActor):
         """Passivate up to ``count`` least recently used idle entities (looks at 32)."""
         group = self.group
         assert group is not None
-        idle = []
+        idle: list[str] = []
         for looked, (key, cell) in enumerate(group.active.items()):
             if len(idle) >= count or looked >= count + 32:
                 break
@@ -466,8 +466,8 @@ class EntitiesActor(SupervisorActor):
             return
         cutoff = group.clock() - after
         touched = group.touched
-        due = []
-        busy = []
+        due: list[str] = []
+        busy: list[str] = []
         for key, cell in group.active.items():
             if touched.get(key, 0.0) > cutoff:
                 break  # LRU order: the rest were used later
@@ -575,9 +575,7 @@ def entity_ref(runtime: Runtime, type_name: str, key: str) -> EntityRef:
 
 def entity_types(runtime: Runtime) -> list[EntityTypeInfo]:
     """Every running entity type with its counts, by name (for ``/tree``). Never blocks."""
-    return [
-        ref.info() for _, ref in sorted(runtime.routers.items()) if isinstance(ref, Group)
-    ]
+    return [ref.info() for _, ref in sorted(runtime.routers.items()) if isinstance(ref, Group)]
 
 
 def entity_lookup(runtime: Runtime, type_name: str, key: str) -> EntityInfo:

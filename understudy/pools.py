@@ -440,7 +440,10 @@ class PoolActor(SupervisorActor):
     async def on_stop(self) -> None:
         me = self.ctx._cell
         routers: dict[str, Any] = getattr(me.system, "routers", {})
-        if self.router is not None and getattr(routers.get(me.label), "_router", None) is self.router:
+        if (
+            self.router is not None
+            and getattr(routers.get(me.label), "_router", None) is self.router
+        ):
             del routers[me.label]
         if self.router is not None:
             self.router.workers = []

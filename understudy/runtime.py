@@ -44,15 +44,15 @@ from understudy.actors import (
 from understudy.breaker import Breaker, BreakerInfo
 from understudy.budgets import BudgetScope
 from understudy.deadlines import Watchdog
+from understudy.entities import entity_ref
 from understudy.errors import NameTaken, RuntimeClosed, UnknownActor
 from understudy.events import DeadLetters, EventStream
 from understudy.mailbox import DEFAULT_CAPACITY, Overflow, check_capacity
 from understudy.messages import ExitReason
 from understudy.metrics import ActorInfo, Metrics, check_endpoint
 from understudy.persistence import Store, StoreCollector, attach
-from understudy.resilience import Guard, ResilienceMetrics, make_guard
-from understudy.entities import entity_ref
 from understudy.pools import GroupCollector, Pool, PoolRef, pool_ref
+from understudy.resilience import Guard, ResilienceMetrics, make_guard
 from understudy.supervision import (
     Supervisor,
     SupervisorActor,
@@ -131,7 +131,7 @@ class Runtime:
         self._waiters = 0
         # metrics: per-cell counters on unless metrics=False; the registry and collector
         self.metered = metrics is not False
-        self.metrics = Metrics(
+        self.metrics: Metrics = Metrics(
             dead_letters=self.dead_letters,
             events=self.events,
             on=self.metered,

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from pathlib import Path
 
 import anyio
 import msgspec
@@ -95,7 +94,8 @@ async def load(db: str, acks_path: str, incarnation: int) -> None:
 
 async def check(db: str, acks_path: str) -> None:
     acked: dict[str, list[str]] = {}
-    for line in Path(acks_path).read_text().split("\n")[:-1]:  # a torn last line is ignored
+    text = await anyio.Path(acks_path).read_text()
+    for line in text.split("\n")[:-1]:  # a torn last line is ignored
         key, entry = line.split(" ")
         acked.setdefault(key, []).append(entry)
     lost: list[str] = []

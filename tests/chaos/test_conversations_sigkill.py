@@ -41,7 +41,15 @@ def test_conversations_lose_nothing_when_their_process_is_sigkilled(
         err = tmp_path / f"load-{incarnation}.err"
         with err.open("w") as stderr:
             process = subprocess.Popen(
-                [sys.executable, str(PROCESS), "load", str(db), str(acks), backend, str(incarnation)],
+                [
+                    sys.executable,
+                    str(PROCESS),
+                    "load",
+                    str(db),
+                    str(acks),
+                    backend,
+                    str(incarnation),
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
             )
