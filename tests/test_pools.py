@@ -208,3 +208,32 @@ async def test_a_stopped_pool_refuses_sends() -> None:
             await pool.ask(Work())
         with pytest.raises(us.UnknownActor):
             rt.ref("gone")
+
+
+@pytest.mark.anyio
+async def test_pool_and_entity_families_are_documented_with_their_labels() -> None:
+    from tests.test_metrics import documented, parse
+
+    class Say(us.Request[int], frozen=True):
+        pass
+
+    class Conv(us.Actor):
+        async def say(self, msg: Say) -> int:
+            return 1
+
+    async with us.Runtime(metrics=("127.0.0.1", 0)) as rt:
+        pool = await rt.spawn_pool(Worker, name="documented", size=2)
+        await pool.ask(Work())
+        await rt.start(us.Supervisor(children=[us.Entities(Conv, name="conv")]))
+        await rt.entity("conv", "a").ask(Say())
+        families, _ = parse(rt.metrics.exposition())
+    table = documented()
+    ours = {
+        n: f for n, f in families.items() if n.startswith(("understudy_pool", "understudy_entit"))
+    }
+    assert len(ours) == 6
+    for name, family in ours.items():
+        kind, labels, status = table[name]
+        assert status in ("exported with a pool", "exported with an entity type"), name
+        assert family.type == kind, name
+        assert {label for s in family.samples for label in s.labels} == labels, name

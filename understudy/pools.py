@@ -625,10 +625,9 @@ class GroupCollector:
         from understudy.entities import entity_families
 
         extra = list(entity_families(self.runtime, describe=describe))
-        yield workers
-        yield resizes
-        yield rerouted
-        yield from extra
+        for family in (workers, resizes, rerouted, *extra):
+            if describe or family.samples:  # no pool, no entity type: no empty families
+                yield family
 
 
 __all__ = [
