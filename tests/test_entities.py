@@ -226,3 +226,19 @@ async def test_inspect_lists_entity_types_and_keys_and_shows_one(tmp_path: Path)
     out = io.StringIO()
     assert main(["inspect", str(path), "--entity", "chat/one"], out=out) == 0
     assert "hello" in out.getvalue() and "bye" not in out.getvalue()
+
+
+class SlowStart(us.Actor):
+    async def on_start(self) -> None:
+        await anyio.sleep(1.0)
+
+    async def say(self, msg: Say) -> list[str]:
+        return []
+
+
+@pytest.mark.anyio
+async def test_an_ask_timeout_covers_the_activation() -> None:
+    async with us.Runtime() as rt:
+        await rt.start(us.Supervisor(children=[us.Entities(SlowStart, name="slow")]))
+        with pytest.raises(us.DeadlineExceeded, match="activation took longer"):
+            await rt.entity("slow", "k").ask(Say("x"), timeout=0.05)

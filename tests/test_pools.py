@@ -237,3 +237,18 @@ async def test_pool_and_entity_families_are_documented_with_their_labels() -> No
         assert status in ("exported with a pool", "exported with an entity type"), name
         assert family.type == kind, name
         assert {label for s in family.samples for label in s.labels} == labels, name
+
+
+@pytest.mark.anyio
+async def test_rt_breaker_of_a_pool_name_is_the_pools_breaker() -> None:
+    async with us.Runtime() as rt:
+        await rt.spawn_pool(Worker, name="b", size=2, breaker=us.Breaker(failures=1))
+        assert rt.breaker("b").state == "closed"
+        with pytest.raises(RuntimeError):
+            await rt.ref("b").ask(Crash())
+        assert rt.breaker("b").state == "open"
+
+
+def test_pool_workers_cannot_be_persistent() -> None:
+    with pytest.raises(ValueError, match="cannot be persistent; for state per key use"):
+        us.Pool(Worker, name="p", persistent=True)

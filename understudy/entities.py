@@ -41,6 +41,8 @@ about 100 bytes). A persistent type's passivated keys are also in the store
 from __future__ import annotations
 
 import collections
+import contextlib
+import logging
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
@@ -49,7 +51,7 @@ import msgspec
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from understudy.actors import DEFAULT_SHUTDOWN, Actor, Cell, Ref, spawn_cell, start_instance
-from understudy.errors import ActorStopped, RuntimeClosed, UnknownActor
+from understudy.errors import ActorStopped, DeadlineExceeded, RuntimeClosed, UnknownActor
 from understudy.messages import ExitReason, Message, Request
 from understudy.meter import clock as meter_clock
 from understudy.meter import count_restart, mark_supervisor
@@ -71,6 +73,7 @@ if TYPE_CHECKING:
     from understudy.runtime import Runtime
 
 R = TypeVar("R")
+logger = logging.getLogger("understudy")
 
 MAX_KEY_LENGTH = 200
 """Default longest entity key, in characters."""
@@ -348,8 +351,14 @@ class EntityRef(Ref):
                 cell = await group.activate(self._key)
             else:
                 started = group.clock()
-                with anyio.fail_after(timeout):
+                with anyio.move_on_after(timeout) as scope:
                     cell = await group.activate(self._key)
+                if cell is None or scope.cancelled_caught:
+                    raise DeadlineExceeded(
+                        f"ask({type(msg).__qualname__}) to entity {self.name!r}: its "
+                        f"activation took longer than the timeout ({timeout} s)",
+                        self.name,
+                    )
                 timeout = max(timeout - (group.clock() - started), 1e-9)
         return await cell.ref.ask(msg, timeout=timeout)
 
@@ -453,6 +462,10 @@ class EntitiesActor(SupervisorActor):
         assert group is not None
         try:
             await cell.stop("normal", cell.shutdown)
+            store = getattr(cell.system, "store", None)
+            if cell.persistence is not None and store is not None and cell.name is not None:
+                with contextlib.suppress(Exception):  # a failed write: the next restore sees it
+                    await store.committed(cell.name)  # passivated once its state is committed
         finally:
             if group.passivating.get(key) is cell:
                 del group.passivating[key]
@@ -504,6 +517,14 @@ class EntitiesActor(SupervisorActor):
         group = self.group
         if group is None or cell.generation != msg.generation or cell.instance is not None:
             return
+        logger.error(
+            "entity %r of type %r exited (%s); restarting it from its last commit",
+            msg.key,
+            group.name,
+            msg.reason,
+            exc_info=msg.error,
+            extra={"actor": cell.label, "correlation_id": None},
+        )
         now = cell.system.clock()
         times = self.crashes.setdefault(msg.key, collections.deque())
         times.append(now)

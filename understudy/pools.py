@@ -192,6 +192,11 @@ class Pool(Supervisor):
         elif key is not None:
             raise ValueError(f"{where}: key= is only for routing='by_key'")
         check_breaker(breaker, where)
+        if options.get("persistent"):
+            raise ValueError(
+                f"{where}: pool workers are interchangeable and unnamed, so they cannot be "
+                "persistent; for state per key use us.Entities"
+            )
         # The workers' template: validates the actor and the spawn options.
         worker = Child(actor, shutdown=DEFAULT_SHUTDOWN, backoff=backoff, **options)
         super().__init__(
@@ -333,6 +338,11 @@ class PoolRef(Ref):
     def size(self) -> int:
         """How many workers the pool has now."""
         return len(self._router.workers)
+
+    @property
+    def breaker(self) -> Breaker | None:
+        """The pool's circuit breaker (None without ``breaker=``); see ``rt.breaker(name)``."""
+        return self._router.breaker
 
     async def tell(self, msg: Message) -> None:
         """Send ``msg`` to one worker (see :meth:`Ref.tell`)."""

@@ -440,7 +440,11 @@ class Runtime:
     def breaker(self, name: str) -> BreakerInfo:
         """A snapshot of the circuit breaker of the live actor called ``name``: its state and
         counters (:class:`~understudy.BreakerInfo`). Never blocks. Raises
-        :class:`UnknownActor` for no such actor, ``LookupError`` if it has no breaker."""
+        :class:`UnknownActor` for no such actor, ``LookupError`` if it has no breaker.
+        A pool's name gives the pool's one breaker."""
+        router = self.routers.get(name)  # a pool (understudy.pools): its own breaker
+        if isinstance(router, PoolRef) and router.breaker is not None:
+            return router.breaker.snapshot()
         cell = self._names.get(name)
         if cell is None:
             raise UnknownActor(f"no live actor is named {name!r}")
