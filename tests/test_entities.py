@@ -242,3 +242,27 @@ async def test_an_ask_timeout_covers_the_activation() -> None:
         await rt.start(us.Supervisor(children=[us.Entities(SlowStart, name="slow")]))
         with pytest.raises(us.DeadlineExceeded, match="activation took longer"):
             await rt.entity("slow", "k").ask(Say("x"), timeout=0.05)
+
+
+@pytest.mark.anyio
+async def test_each_key_has_its_own_breaker_labelled_by_type() -> None:
+    async with us.Runtime() as rt:
+        await rt.start(
+            us.Supervisor(
+                children=[
+                    us.Entities(
+                        Conversation, name="br", breaker=us.Breaker(failures=1, reset_after=60)
+                    )
+                ]
+            )
+        )
+        a, b = rt.entity("br", "a"), rt.entity("br", "b")
+        await b.ask(Say("ok"))
+        with pytest.raises(RuntimeError):
+            await a.ask(Boom())
+        with pytest.raises(us.CircuitOpen):
+            await a.ask(Say("refused"))
+        assert await b.ask(Say("still")) == ["ok", "still"]
+        text = rt.metrics.exposition()
+        assert 'understudy_breaker_state{actor="br",state="open"} 1.0' in text
+        assert "br/a" not in text
