@@ -12,8 +12,8 @@ workers are unnamed actors of one class, restarted one for one by the pool's sup
 
 Routing happens at the sender, in :class:`PoolRef` (no extra actor hop):
 
-* ``least_busy`` (default): the worker with the fewest messages queued plus asks in flight
-  from this ref; ties go round robin. A worker being restarted is skipped while another runs.
+* ``least_busy`` (default): the worker with the fewest messages queued, plus one if it is
+  handling a message; ties go round robin. A worker being restarted is skipped while another runs.
 * ``round_robin``: each send to the next worker.
 * ``by_key``: ``key(msg)`` picks the worker (a stable hash, modulo the pool's size), so the
   messages of one key reach one worker in order. Resizing a ``by_key`` pool remaps keys.
@@ -229,13 +229,12 @@ class Pool(Supervisor):
 
 class Router:
     """A pool's routing table, read by senders (internal): the worker cells in start order,
-    the round-robin cursor, asks in flight per worker, the pool's breaker and counters."""
+    the round-robin cursor, the pool's breaker and counters."""
 
     __slots__ = (
         "breaker",
         "cell",
         "cursor",
-        "inflight",
         "key",
         "name",
         "rerouted",
@@ -248,7 +247,6 @@ class Router:
         self.name = name
         self.cell = cell
         self.workers: list[Cell] = []
-        self.inflight: dict[int, int] = {}
         self.cursor = itertools.count()
         self.routing = spec.routing
         self.key = spec.key
@@ -281,13 +279,12 @@ class Router:
         if routing == "by_key":
             assert self.key is not None
             return workers[_stable_hash(self.key(msg)) % n]
-        inflight = self.inflight
         best = workers[start % n]
-        best_load = _load(best, inflight)
+        best_load = _load(best)
         if best_load:
             for i in range(1, n):
                 cell = workers[(start + i) % n]
-                load = _load(cell, inflight)
+                load = _load(cell)
                 if load < best_load:
                     best, best_load = cell, load
                     if not load:
@@ -295,10 +292,13 @@ class Router:
         return best
 
 
-def _load(cell: Cell, inflight: dict[int, int]) -> int:
+def _load(cell: Cell) -> int:
+    """Queued messages, plus one while the worker is not waiting for mail (it has a message
+    in hand: the queue alone would show a worker blocked in a slow handler as free)."""
     if cell.instance is None:  # restarting: only if every other worker is
         return 1 << 30
-    return len(cell.mailbox.queue) + inflight.get(cell.id, 0)
+    mailbox = cell.mailbox
+    return len(mailbox.queue) + (mailbox.waiter is None)
 
 
 def _stable_hash(key: object) -> int:
@@ -364,35 +364,25 @@ class PoolRef(Ref):
             return await retry.ask(self, msg, timeout)
         router = self._router
         cell = router.pick(msg)
-        inflight = router.inflight
-        key = cell.id
-        inflight[key] = inflight.get(key, 0) + 1
         breaker = router.breaker
+        if breaker is None:
+            return await cell.ref.ask(msg, timeout=timeout)
+        if breaker._state != "closed":
+            _refuse(router, breaker, msg)
         try:
-            if breaker is None:
-                return await cell.ref.ask(msg, timeout=timeout)
-            if breaker._state != "closed":
-                _refuse(router, breaker, msg)
-            try:
-                result = await cell.ref.ask(msg, timeout=timeout)
-            except CircuitOpen:
-                breaker.release()
-                raise
-            except Exception as exc:
-                breaker.record_failure(exc)
-                raise
-            except BaseException:
-                breaker.release()
-                raise
-            if breaker._failures or breaker._state != "closed":
-                breaker.record_success()
-            return result
-        finally:
-            left = inflight[key] - 1
-            if left:
-                inflight[key] = left
-            else:
-                del inflight[key]
+            result = await cell.ref.ask(msg, timeout=timeout)
+        except CircuitOpen:
+            breaker.release()
+            raise
+        except Exception as exc:
+            breaker.record_failure(exc)
+            raise
+        except BaseException:
+            breaker.release()
+            raise
+        if breaker._failures or breaker._state != "closed":
+            breaker.record_success()
+        return result
 
 
 def _refuse(router: Router, breaker: Breaker, msg: Message) -> None:
