@@ -156,6 +156,29 @@ async def load_ours(conversations: int) -> Sample:
     return {"vs_ideal": elapsed / (0.3 + commit), "seconds": elapsed, "commit": commit}
 
 
+async def actors_baseline(conversations: int) -> Sample:
+    """The same load on plain persistent actors spawned beforehand (spawning not timed)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        async with us.Runtime(store=Path(tmp) / "load.db") as rt:
+            refs = [await rt.spawn(Conversation, name=f"conv-{i}") for i in range(conversations)]
+            done = 0
+
+            async def converse(ref: us.Ref) -> None:
+                nonlocal done
+                for n in range(1, 4):
+                    if await ref.ask(Turn(f"turn {n}")) != n:
+                        raise RuntimeError("history lost a turn")
+                done += 1
+
+            start = time.perf_counter()
+            async with anyio.create_task_group() as tg:
+                for ref in refs:
+                    tg.start_soon(converse, ref)
+            elapsed = time.perf_counter() - start
+            check(done, conversations, "conversations completed")
+    return {"seconds": elapsed}
+
+
 async def load_baseline(conversations: int) -> Sample:
     return {"vs_ideal": 1.0, "seconds": 0.3, "commit": 1.0}  # commit: for scale only
 
@@ -283,6 +306,16 @@ LOAD = Benchmark(
     quick_sizes={"conversations": 200},
 )
 
+LOAD_VS_ACTORS = Benchmark(
+    name="entities-vs-actors",
+    title="the entities-load workload vs the same on plain persistent actors spawned beforehand",
+    metrics=(Metric("seconds", "wall time", "s", higher_is_better=False, fmt="{:.2f}"),),
+    ours=load_ours,
+    baseline=actors_baseline,
+    sizes={"conversations": 10_000},
+    quick_sizes={"conversations": 200},
+)
+
 MEMORY = Benchmark(
     name="entity-memory",
     title="bytes per entity: passivated (vs the 300 B target), active idle (vs a plain actor)",
@@ -292,6 +325,6 @@ MEMORY = Benchmark(
     ),
     ours=memory_ours,
     baseline=memory_baseline,
-    sizes={"entities": 5_000},
+    sizes={"entities": 3_000},
     quick_sizes={"entities": 200},
 )

@@ -19,5 +19,6 @@ BENCHMARKS: list[Benchmark] = [
     pools.THROUGHPUT,
     pools.ASK,
     pools.LOAD,
+    pools.LOAD_VS_ACTORS,
     pools.MEMORY,
 ]
