@@ -325,6 +325,6 @@ MEMORY = Benchmark(
     ),
     ours=memory_ours,
     baseline=memory_baseline,
-    sizes={"entities": 3_000},
+    sizes={"entities": 5_000},
     quick_sizes={"entities": 200},
 )
