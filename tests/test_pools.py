@@ -252,3 +252,25 @@ async def test_rt_breaker_of_a_pool_name_is_the_pools_breaker() -> None:
 def test_pool_workers_cannot_be_persistent() -> None:
     with pytest.raises(ValueError, match="cannot be persistent; for state per key use"):
         us.Pool(Worker, name="p", persistent=True)
+
+
+@pytest.mark.anyio
+async def test_a_ref_taken_before_the_pool_restarts_keeps_working() -> None:
+    async with us.Runtime() as rt:
+        await rt.start(
+            us.Supervisor(
+                strategy=us.OneForOne(max_restarts=5, within=10),
+                children=[us.Pool(Worker, name="phoenix", size=2, max_restarts=0)],
+            )
+        )
+        pool = rt.ref("phoenix")
+        with pytest.raises(RuntimeError):
+            await pool.ask(Crash())  # more restarts than the pool allows: it fails, is restarted
+        with anyio.fail_after(3):
+            while True:
+                try:
+                    await pool.ask(Work())
+                    break
+                except us.ActorStopped:
+                    await anyio.sleep(0.01)
+        assert rt.ref("phoenix") == pool and pool.size == 2

@@ -57,7 +57,7 @@ from understudy.meter import clock as meter_clock
 from understudy.meter import count_restart, mark_supervisor
 from understudy.metrics import ActorInfo
 from understudy.metrics._tree import info_of
-from understudy.pools import check_count, check_group_name, label_as
+from understudy.pools import check_count, check_group_name, label_as, live
 from understudy.resilience import check_limit
 from understudy.supervision import (
     Child,
@@ -264,6 +264,9 @@ class Group:
                 del self.activating[key]
                 event.set()
 
+    def _router_cell(self) -> Cell:
+        return self.cell
+
     def state_of(self, key: str) -> EntityInfo:
         cell = self.active.get(key)
         if cell is not None:
@@ -397,17 +400,22 @@ class EntitiesActor(SupervisorActor):
         me = self.ctx._cell
         mark_supervisor(me)
         runtime: Any = me.system
-        self.group = Group(me.label, me, self)
-        runtime.routers[me.label] = self.group
+        known = runtime.routers.get(me.label)
+        if isinstance(known, Group) and known.cell is me:
+            # A restart of this type's supervisor: refs taken before it keep working. Its
+            # entities ended with the previous instance; the next message reactivates them.
+            for key in known.active:
+                known.passivated.add(key)
+            known.active.clear()
+            known.touched.clear()
+            known.actor = self
+            self.group = known
+        else:
+            self.group = Group(me.label, me, self)
+            runtime.routers[me.label] = self.group
         after = self.spec.passivate_after
         if after is not None:
             self.ctx.schedule_every(min(max(after / 4, 0.01), 1.0), _Sweep())
-
-    async def on_stop(self) -> None:
-        me = self.ctx._cell
-        routers: dict[str, Any] = getattr(me.system, "routers", {})
-        if routers.get(me.label) is self.group:
-            del routers[me.label]
 
     async def start_entity(self, key: str) -> Cell:
         """Spawn the cell of ``key`` under this supervisor (called from a sender's task)."""
@@ -578,7 +586,7 @@ Entities.runner = EntitiesActor
 
 
 def _group(runtime: Runtime, type_name: str) -> Group:
-    found = runtime.routers.get(type_name)
+    found = live(runtime, type_name)
     if not isinstance(found, Group):
         raise UnknownActor(f"no running entity type is named {type_name!r}")
     return found
@@ -596,7 +604,11 @@ def entity_ref(runtime: Runtime, type_name: str, key: str) -> EntityRef:
 
 def entity_types(runtime: Runtime) -> list[EntityTypeInfo]:
     """Every running entity type with its counts, by name (for ``/tree``). Never blocks."""
-    return [ref.info() for _, ref in sorted(runtime.routers.items()) if isinstance(ref, Group)]
+    return [
+        ref.info()
+        for _, ref in sorted(runtime.routers.items())
+        if isinstance(ref, Group) and not ref.cell.terminated
+    ]
 
 
 def entity_lookup(runtime: Runtime, type_name: str, key: str) -> EntityInfo:

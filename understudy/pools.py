@@ -312,6 +312,17 @@ def _stable_hash(key: object) -> int:
     raise TypeError(f"pool key function returned {key!r}: keys are str, int or bytes")
 
 
+def live(runtime: Any, name: str) -> Any:
+    """The pool ref or entity group registered as ``name`` in ``rt.routers``, or None; an
+    entry whose supervisor identity has ended for good is dropped. Never blocks."""
+    routers: dict[str, Any] = runtime.routers
+    found = routers.get(name)
+    if found is not None and found._router_cell().terminated:
+        del routers[name]
+        return None
+    return found
+
+
 class PoolRef(Ref):
     """The ref of a pool: sends go to one of its workers, chosen at the sender.
 
@@ -333,6 +344,9 @@ class PoolRef(Ref):
 
     def __hash__(self) -> int:
         return hash(self._router)
+
+    def _router_cell(self) -> Cell:
+        return self._router.cell
 
     @property
     def size(self) -> int:
@@ -421,30 +435,33 @@ class PoolActor(SupervisorActor):
         spec = self.spec
         runtime: Any = me.system
         name = me.label
-        router = self.router = Router(name, me, spec)
-        if spec.breaker is not None:
-            router.breaker = spec.breaker.copy(
-                name=name, clock=runtime.clock, listener=self._breaker_changed
-            )
-            runtime.resilience.track(me, router.breaker)
+        known = runtime.routers.get(name)
+        if isinstance(known, PoolRef) and known._router.cell is me:
+            # A restart of this pool's supervisor: refs taken before it keep working, and
+            # the breaker, which belongs to the pool's identity, keeps its state.
+            router = self.router = known._router
+            router.workers = []
+        else:
+            router = self.router = Router(name, me, spec)
+            if spec.breaker is not None:
+                router.breaker = spec.breaker.copy(
+                    name=name, clock=runtime.clock, listener=self._breaker_changed
+                )
+                runtime.resilience.track(me, router.breaker)
         try:
             for _ in range(spec.size):
                 await self._add_worker()
         except BaseException:
             await self._stop_all()
             raise
-        runtime.routers[name] = PoolRef(router)
+        if not (isinstance(known, PoolRef) and known._router is router):
+            runtime.routers[name] = PoolRef(router)
         if spec.min < spec.max:
             self.ctx.schedule_every(spec.scale_every, _ScaleTick())
 
     async def on_stop(self) -> None:
-        me = self.ctx._cell
-        routers: dict[str, Any] = getattr(me.system, "routers", {})
-        if (
-            self.router is not None
-            and getattr(routers.get(me.label), "_router", None) is self.router
-        ):
-            del routers[me.label]
+        # The workers stop with this instance. The entry in rt.routers stays: a restarted
+        # pool reuses it, and it is dropped once the identity has ended (see live()).
         if self.router is not None:
             self.router.workers = []
 
@@ -616,7 +633,7 @@ class GroupCollector:
         extra: list[Metric] = []
         if not describe:
             for name, ref in sorted(self.runtime.routers.items()):
-                if isinstance(ref, PoolRef):
+                if isinstance(ref, PoolRef) and not ref._router.cell.terminated:
                     router = ref._router
                     workers.add_metric([name], len(router.workers))
                     for direction, n in router.resizes.items():

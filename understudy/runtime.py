@@ -51,7 +51,7 @@ from understudy.mailbox import DEFAULT_CAPACITY, Overflow, check_capacity
 from understudy.messages import ExitReason
 from understudy.metrics import ActorInfo, Metrics, check_endpoint
 from understudy.persistence import Store, StoreCollector, attach
-from understudy.pools import GroupCollector, Pool, PoolRef, pool_ref
+from understudy.pools import GroupCollector, Pool, PoolRef, live, pool_ref
 from understudy.resilience import Guard, ResilienceMetrics, make_guard
 from understudy.supervision import (
     Supervisor,
@@ -403,7 +403,7 @@ class Runtime:
         """The ref of the live actor called ``name``. Raises :class:`UnknownActor`."""
         if self.closed and self._entered:
             raise RuntimeClosed("the runtime has exited")
-        router = self.routers.get(name)  # a pool's name: the ref that routes (pools engineer)
+        router = live(self, name)  # a pool's name: the ref that routes (pools engineer)
         if router is not None and isinstance(router, Ref):
             return router
         cell = self._names.get(name)
@@ -442,7 +442,7 @@ class Runtime:
         counters (:class:`~understudy.BreakerInfo`). Never blocks. Raises
         :class:`UnknownActor` for no such actor, ``LookupError`` if it has no breaker.
         A pool's name gives the pool's one breaker."""
-        router = self.routers.get(name)  # a pool (understudy.pools): its own breaker
+        router = live(self, name)  # a pool (understudy.pools): its own breaker
         if isinstance(router, PoolRef) and router.breaker is not None:
             return router.breaker.snapshot()
         cell = self._names.get(name)
