@@ -55,13 +55,10 @@ async def test_a_pool_spreads_concurrent_asks_over_its_workers() -> None:
         async def one() -> None:
             served.append(await pool.ask(Work(0.05)))
 
-        started = anyio.current_time()
         async with anyio.create_task_group() as tg:
             for _ in range(8):
                 tg.start_soon(one)
-        elapsed = anyio.current_time() - started
-        assert len(set(served)) == 4  # every worker got two
-        assert elapsed < 0.35  # 8 x 50 ms on 4 workers, not 400 ms on one
+        assert len(set(served)) == 4  # all four workers served (speed: bench/pools.py)
 
 
 @pytest.mark.anyio
