@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from bench import agents, ask, delta_state, fan_in, resilience, scrape, spawn, supervision, tell
+from bench import (
+    agents,
+    ask,
+    delta_state,
+    fan_in,
+    pools,
+    resilience,
+    scrape,
+    spawn,
+    supervision,
+    tell,
+)
 from bench.harness import Benchmark
 
 BENCHMARKS: list[Benchmark] = [
@@ -22,4 +33,9 @@ BENCHMARKS: list[Benchmark] = [
     scrape.STORM,
     delta_state.BENCHMARK,
     delta_state.LIST,
+    pools.THROUGHPUT,
+    pools.ASK,
+    pools.LOAD,
+    pools.LOAD_VS_ACTORS,
+    pools.MEMORY,
 ]

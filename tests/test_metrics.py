@@ -776,6 +776,8 @@ async def test_the_docs_table_matches_a_real_scrape() -> None:
             assert name not in families  # tests/test_chaos.py scrapes it with chaos attached
         elif status == "exported with a store":
             assert name not in families  # tests/test_persistence_metrics.py scrapes it
+        elif status in ("exported with a pool", "exported with an entity type"):
+            assert name not in families  # tests/test_pools.py, tests/test_entities.py scrape it
         else:
             assert re.fullmatch(r"reserved \((supervision|persistence)\)", status), status
 

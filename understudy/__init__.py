@@ -22,6 +22,16 @@ from understudy.agents import (
 from understudy.breaker import Breaker, BreakerInfo, BreakerState, BreakerStateChanged
 from understudy.budgets import Budget, BudgetExhausted, Reservation, Usage
 from understudy.chaos import Chaos, Fault, FaultInjected, InjectedFault
+
+# pools and entities (wave 2, pools engineer)
+from understudy.entities import (
+    Entities,
+    EntityInfo,
+    EntityRef,
+    EntityTypeInfo,
+    entity_lookup,
+    entity_types,
+)
 from understudy.errors import (
     ActorStopped,
     AgentError,
@@ -75,6 +85,7 @@ from understudy.mailbox import DEFAULT_CAPACITY, Overflow
 from understudy.messages import ExitReason, Message, Request, Terminated, decode
 from understudy.metrics import ActorInfo
 from understudy.persistence import EventSourced, Store, StoreStats
+from understudy.pools import Pool, PoolRef, PoolResized
 from understudy.runtime import Runtime, run
 from understudy.supervision import (
     Backoff,
@@ -205,6 +216,16 @@ __all__ = [
     "KindChanged",
     "Log",
     "StateSchemaChanged",
+    # pools and entities (wave 2)
+    "Entities",
+    "EntityInfo",
+    "EntityRef",
+    "EntityTypeInfo",
+    "Pool",
+    "PoolRef",
+    "PoolResized",
+    "entity_lookup",
+    "entity_types",
     "decode",
     "run",
     # core (wave 2): errors that are answers

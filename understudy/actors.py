@@ -1119,6 +1119,13 @@ class Context:
             )
         cell.persistence.persist(cell.instance, event)
 
+    def entity(self, type_name: str, key: str) -> Ref:
+        """The ref of entity ``key`` of type ``type_name`` (see ``Runtime.entity``)."""
+        # understudy.entities (pools engineer): the runtime owns the entity types.
+        runtime: Any = self._cell.system
+        ref: Ref = runtime.entity(type_name, key)
+        return ref
+
     def stop(self) -> None:
         """Stop this actor (reason ``normal``) once the current message is handled."""
         self._cell.mailbox.put_system(("stop", "normal"))
@@ -1166,6 +1173,7 @@ class Cell:
         "factory",
         "gate",
         "generation",
+        "group",
         "guard",
         "handlers",
         "id",
@@ -1261,6 +1269,9 @@ class Cell:
         """True while a system-lane item is handled (a cut never interrupts one)."""
         self.due: Envelope | Idle | None = None
         """The message whose deadline the alarm found passed (cut at the next ring)."""
+        # pools/entities (understudy.pools, understudy.entities): the pool's name or the
+        # entity type, used as this cell's metrics label so labels stay bounded.
+        self.group: str | None = None
 
     # -- sending (slow paths; the fast path is inlined in Ref.tell/ask) --
 

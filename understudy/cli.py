@@ -21,6 +21,8 @@ store) with their version, last update time and state as JSON::
     understudy inspect app.db --conversation c1 # an agent conversation, turn by turn
     understudy inspect app.db --log conv-1      # an actor's Log fields' entries, in order
     understudy inspect app.db --budgets         # persistent budgets: spent, reserved, limits
+    understudy inspect app.db --entities        # entity types and their persisted keys
+    understudy inspect app.db --entity chat/42  # one entity's state
 
 Exit status: 0 on success, 1 when the command failed (the reason on stderr: an endpoint that
 cannot be reached or answers with something else than a tree, a store that cannot be read),
@@ -204,6 +206,11 @@ def _add_inspect(commands: Any) -> None:
     parser.add_argument(
         "--budgets", action="store_true", help="print the persistent budgets instead"
     )
+    # entities (pools engineer): persisted under "<type>/<key>"
+    parser.add_argument(
+        "--entities", action="store_true", help="list entity types and their persisted keys"
+    )
+    parser.add_argument("--entity", metavar="TYPE/KEY", help="show one entity's state")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.set_defaults(handler=_inspect)
 
@@ -226,6 +233,8 @@ def _inspect(args: argparse.Namespace, out: TextIO) -> int:
             else:
                 out.write(conversation_text(args.store, args.conversation))
             return 0
+        if args.entities or args.entity is not None:
+            return _inspect_entities(args, out)
         if args.journal is not None:
             _print_journal(args, out, journal_records(args.store, args.journal))
             return 0
@@ -255,6 +264,41 @@ def _inspect(args: argparse.Namespace, out: TextIO) -> int:
             f"{name:<{width}}  {record['version']:>8}  "
             f"{printable(str(record['updated'])):<32}  {state}\n"
         )
+    return 0
+
+
+def _inspect_entities(args: argparse.Namespace, out: TextIO) -> int:
+    from understudy.persistence._inspect import snapshot_records
+
+    if args.entity is not None:
+        if "/" not in args.entity:
+            print("understudy inspect: --entity takes TYPE/KEY", file=sys.stderr)
+            return 2
+        records = snapshot_records(args.store, [args.entity])
+        if not records:
+            print(
+                f"understudy inspect: no persisted entity {printable(repr(args.entity))}",
+                file=sys.stderr,
+            )
+            return 1
+        record = records[0]
+        kind, key = args.entity.split("/", 1)
+        _write_json(out, {"type": kind, "key": key, **record})
+        return 0
+    types: dict[str, list[str]] = {}
+    for record in snapshot_records(args.store):
+        kind, sep, key = record["actor"].partition("/")
+        if sep:
+            types.setdefault(kind, []).append(key)
+    if args.json:
+        _write_json(out, {"store": args.store, "entities": types})
+    elif not types:
+        out.write("no persisted entities\n")
+    else:
+        for kind, keys in sorted(types.items()):
+            out.write(f"{printable(kind)}  ({len(keys)} keys)\n")
+            for key in sorted(keys):
+                out.write(f"  {printable(key)}\n")
     return 0
 
 

@@ -48,6 +48,7 @@ from understudy.actors import (
 from understudy.breaker import Breaker, BreakerInfo
 from understudy.budgets import BudgetScope
 from understudy.deadlines import Watchdog
+from understudy.entities import entity_ref
 from understudy.errors import (
     ActorStopped,
     DeadlineExceeded,
@@ -61,8 +62,15 @@ from understudy.mailbox import DEFAULT_CAPACITY, Overflow, check_capacity
 from understudy.messages import ExitReason
 from understudy.metrics import ActorInfo, Metrics, check_endpoint
 from understudy.persistence import Store, StoreCollector, attach
+from understudy.pools import GroupCollector, Pool, PoolRef, live, pool_ref
 from understudy.resilience import Guard, ResilienceMetrics, make_guard
-from understudy.supervision import Supervisor, SupervisorActor, SupervisorRef, _TerminateChild
+from understudy.supervision import (
+    Supervisor,
+    SupervisorActor,
+    SupervisorRef,
+    _TerminateChild,
+    supervisor_actor,
+)
 
 T = TypeVar("T")
 
@@ -132,6 +140,9 @@ class Runtime:
         self.name_wait = finite_seconds(name_wait, "Runtime(name_wait=)")
         self._name_waits: dict[str, anyio.Event] = {}
         """Names some sender waits for (a name ref while no actor had the name)."""
+        # Pools and entity types by name (understudy.pools, understudy.entities): rt.ref
+        # consults it first, so a pool's name gives the ref that routes at the sender.
+        self.routers: dict[str, Any] = {}
         self._top: dict[int, Cell] = {}
         self._task_group: TaskGroup | None = None
         self._host_scope: anyio.CancelScope | None = None
@@ -143,7 +154,7 @@ class Runtime:
         self._waiters = 0
         # metrics: per-cell counters on unless metrics=False; the registry and collector
         self.metered = metrics is not False
-        self.metrics = Metrics(
+        self.metrics: Metrics = Metrics(
             dead_letters=self.dead_letters,
             events=self.events,
             on=self.metered,
@@ -175,6 +186,7 @@ class Runtime:
             self._running = False
             raise
         self.metrics.add_source(self.resilience)
+        self.metrics.add_source(GroupCollector(self))  # pools and entity types
         if self._loop_clock:
             self.clock, self.watchdog.offset = _event_loop_clock()
         self._task_group = anyio.create_task_group()
@@ -404,7 +416,7 @@ class Runtime:
         cell = await spawn_cell(
             self,
             None,
-            functools.partial(SupervisorActor, tree),
+            functools.partial(supervisor_actor(tree), tree),
             name=tree.name,
             capacity=None,
             overflow="block",
@@ -413,6 +425,28 @@ class Runtime:
         )
         self._roots.add(cell.id)
         return SupervisorRef(cell)
+
+    async def spawn_pool(self, actor: type[A] | Callable[[], A], **options: Any) -> PoolRef:
+        """Start a top-level :class:`~understudy.Pool` (same arguments, ``name=`` required)
+        and return its ref once every worker started. Raises as :meth:`start`."""
+        spec = Pool(actor, **options)
+        cell = await spawn_cell(
+            self,
+            None,
+            functools.partial(supervisor_actor(spec), spec),
+            name=spec.name,
+            capacity=None,
+            overflow="block",
+            shutdown=spec.shutdown,
+        )
+        return pool_ref(self, cell.ref)
+
+    def entity(self, type_name: str, key: str) -> Ref:
+        """The ref of entity ``key`` of the running entity type ``type_name``
+        (:class:`~understudy.Entities`); its first message activates it. Never blocks.
+        Raises :class:`UnknownActor` for no such type, ``TypeError``/``ValueError`` for a
+        malformed key."""
+        return entity_ref(self, type_name, key)
 
     async def wait(self) -> BaseException | None:
         """Wait until every tree started with :meth:`start` has ended; return the error a
@@ -445,11 +479,16 @@ class Runtime:
         a message is sent, across restarts of the actor and of its supervisor (OTP's
         registered names). While no live actor has the name, a send waits for one, at
         most until the message's deadline (else ``name_wait`` seconds), then raises
-        :class:`UnknownActor` naming it. Never blocks. Raises ``TypeError``/``ValueError``
-        for a bad name, :class:`RuntimeClosed` after the runtime exited."""
+        :class:`UnknownActor` naming it. A pool's name gives its :class:`PoolRef`, which
+        routes at the sender. Never blocks. Raises ``TypeError``/``ValueError`` for a bad
+        name, :class:`RuntimeClosed` after the runtime exited."""
         if self.closed:
             raise RuntimeClosed(f"rt.ref({name!r}): the runtime is not running")
         check_name(name, "rt.ref")
+        if self.routers:
+            router = live(self, name)  # a pool's name: the ref that routes (understudy.pools)
+            if router is not None and isinstance(router, Ref):
+                return router
         cell = self._names.get(name)
         return Ref(cell if cell is not None else vacancy(self, name), name)
 
@@ -537,7 +576,11 @@ class Runtime:
     def breaker(self, name: str) -> BreakerInfo:
         """A snapshot of the circuit breaker of the live actor called ``name``: its state and
         counters (:class:`~understudy.BreakerInfo`). Never blocks. Raises
-        :class:`UnknownActor` for no such actor, ``LookupError`` if it has no breaker."""
+        :class:`UnknownActor` for no such actor, ``LookupError`` if it has no breaker.
+        A pool's name gives the pool's one breaker."""
+        router = live(self, name)  # a pool (understudy.pools): its own breaker
+        if isinstance(router, PoolRef) and router.breaker is not None:
+            return router.breaker.snapshot()
         cell = self._names.get(name)
         if cell is None:
             raise UnknownActor(f"no live actor is named {name!r}")

@@ -560,14 +560,21 @@ def _actor_of(spec: Child | Supervisor, args: tuple[Any, ...]) -> Callable[[], A
     runs (a nested supervisor gets the dict that keeps its children's breakers across its
     own restarts)."""
     if isinstance(spec, Supervisor):
-        return functools.partial(SupervisorActor, spec, {})
+        return functools.partial(supervisor_actor(spec), spec, {})
     if args:
         return functools.partial(spec.actor, *args)
     return spec.actor
 
 
 def _ref_of(cell: Cell) -> Ref:
-    return SupervisorRef(cell) if cell.actor_class is SupervisorActor else cell.ref
+    return SupervisorRef(cell) if issubclass(cell.actor_class, SupervisorActor) else cell.ref
+
+
+def supervisor_actor(spec: Supervisor) -> type[SupervisorActor]:
+    """The actor class that runs ``spec``: the one dispatch point for specs that are
+    supervisors of their own kind (``us.Pool``, ``us.Entities`` set ``runner``)."""
+    runner: type[SupervisorActor] = getattr(spec, "runner", SupervisorActor)
+    return runner
 
 
 def _class_name(spec: Child | Supervisor) -> str:

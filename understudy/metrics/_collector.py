@@ -58,7 +58,10 @@ _BOUNDS = (*(floatToGoString(bound) for bound in BUCKETS), "+Inf")
 
 
 def label_of(cell: Cell) -> str:
-    """The ``actor`` label: a named actor's name, else its class (bounded cardinality)."""
+    """The ``actor`` label: a pool's name or an entity type for their workers, else a named
+    actor's name, else its class (bounded cardinality)."""
+    if cell.group is not None:  # understudy.pools / understudy.entities
+        return cell.group
     name = cell.name
     return name if name is not None else cell.actor_class.__qualname__
 
@@ -408,7 +411,11 @@ class Scrape:
         rare = self.rare
         labels = metrics.escaped_labels
         cells = list(metrics.cells.values())
-        unnamed = {cell.actor_class.__qualname__ for cell in cells if cell.name is None}
+        unnamed = {
+            cell.actor_class.__qualname__ if cell.group is None else cell.group
+            for cell in cells
+            if cell.name is None or cell.group is not None
+        }
         for i in range(0, len(cells), CHUNK):
             if i:
                 yield None
@@ -443,7 +450,8 @@ class Scrape:
                     else:
                         assert hist is not None
                         hist.add_histograms(meter)
-                    name = cell.name
+                    group = cell.group  # a pool's or entity type's workers share its label
+                    name = cell.name if group is None else None
                     if name is not None and name not in shared and name not in unnamed:
                         escaped = labels.get(cell.id)
                         if escaped is None:
@@ -459,7 +467,10 @@ class Scrape:
                         ):
                             rare.append(entry)
                         continue
-                    label = actor_class.__qualname__ if name is None else name
+                    if group is not None:
+                        label = group
+                    else:
+                        label = actor_class.__qualname__ if name is None else name
                     totals = shared.get(label)
                     if totals is None:
                         totals = shared[label] = Totals()

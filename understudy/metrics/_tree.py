@@ -66,7 +66,10 @@ def info_of(cell: Cell, now: float) -> ActorInfo:
         messages=cell.meter.handled,
         errors=cell.meter.errors,
         restarts=cell.restarts,
-        children=[info_of(child, now) for child in children.values()] if children else [],
+        # An entity type's cells are summed up by understudy.entities, not listed one by one.
+        children=[info_of(child, now) for child in children.values()]
+        if children and not getattr(cell.instance, "hides_children", False)
+        else [],
     )
 
 
