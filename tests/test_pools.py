@@ -198,13 +198,13 @@ def test_bad_pool_options_are_clear_errors() -> None:
 
 @pytest.mark.anyio
 async def test_a_stopped_pool_refuses_sends() -> None:
-    async with us.Runtime() as rt:
+    async with us.Runtime(name_wait=0.05) as rt:
         pool = await rt.spawn_pool(Worker, name="gone", size=2)
         await rt.stop(pool)
         with pytest.raises(us.ActorStopped):
             await pool.ask(Work())
-        with pytest.raises(us.UnknownActor):
-            rt.ref("gone")
+        with pytest.raises(us.UnknownActor):  # the name is free: a name ref finds no holder
+            await rt.ref("gone").ask(Work())
 
 
 @pytest.mark.anyio

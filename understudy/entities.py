@@ -69,6 +69,7 @@ from understudy.supervision import (
 )
 
 if TYPE_CHECKING:
+    from understudy.breaker import Breaker
     from understudy.fallback import Retry
     from understudy.runtime import Runtime
 
@@ -387,8 +388,8 @@ class EntitiesActor(SupervisorActor):
     hides_children: ClassVar[bool] = True  # rt.tree(): counts (entity_types), not 10^6 keys
     spec: Entities
 
-    def __init__(self, spec: Entities) -> None:
-        super().__init__(spec)
+    def __init__(self, spec: Entities, breakers: dict[str, Breaker] | None = None) -> None:
+        super().__init__(spec, breakers)
         self.group: Group | None = None
         self.crashes: dict[str, collections.deque[float]] = {}
         template = spec.template.actor
