@@ -277,7 +277,7 @@ def test_a_log_reads_like_a_sequence() -> None:
 
 
 async def test_rollback_undoes_a_message_s_changes_and_appends(tmp_path: Path) -> None:
-    """``Snapshots.rollback`` (for a handler error answered without a restart): the state of
+    """``Snapshots.rollback`` (what an answered handler error runs): the state of
     the last completed message, its log without what was appended since."""
     from understudy.persistence import Snapshots
 
@@ -290,7 +290,7 @@ async def test_rollback_undoes_a_message_s_changes_and_appends(tmp_path: Path) -
         state = cell.instance.state
         state.title = "changed by a failing message"
         state.turns.append(Turn("user", "rolled back"))
-        assert link.rollback(cell.instance)
+        await link.rollback(cell.instance)
         assert cell.instance.state.title == ""
         assert [t.text for t in cell.instance.state.turns] == ["kept", "KEPT"]
         assert await chat.ask(Say("next")) == 4
