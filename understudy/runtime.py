@@ -134,6 +134,8 @@ class Runtime:
             store if store is None or isinstance(store, Store) else Store(store)
         )
         """The persistent actors' store (None: no persistence)."""
+        # llm area: understudy.llm attaches its call log and metrics here on first use
+        self.llm: Any = None
 
     # -- lifecycle --
 
