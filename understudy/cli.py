@@ -22,6 +22,9 @@ store) with their version, last update time and state as JSON::
 Exit status: 0 on success, 1 when the command failed (the reason on stderr: an endpoint that
 cannot be reached or answers with something else than a tree, a store that cannot be read),
 2 for bad arguments.
+
+``understudy costs app.db [--by agent|model|conversation|day] [--format table|json|csv]`` prints
+the cost allocation of the model calls recorded in a store (see :mod:`understudy.llm`).
 """
 
 from __future__ import annotations
@@ -188,7 +191,14 @@ def _add_demo(commands: Any) -> None:
     add_demo(commands)
 
 
-SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (_add_demo, _add_tree, _add_inspect)
+def _add_costs(commands: Any) -> None:
+    # llm area: the call records' cost allocation (understudy.llm)
+    from understudy.llm._cli import add_costs
+
+    add_costs(commands)
+
+
+SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (_add_demo, _add_tree, _add_inspect, _add_costs)
 """Every subcommand's registration function, in the order ``--help`` lists them."""
 
 
