@@ -29,6 +29,18 @@ from understudy.errors import (
     UnderstudyError,
     UnknownActor,
 )
+
+# llm area: the errors of understudy.llm (the subpackage itself is imported on first use of
+# ``us.llm``, since it pulls in the anthropic SDK)
+from understudy.errors import (
+    InvalidLLMRequest,
+    LLMConfigError,
+    LLMError,
+    LLMRequestError,
+    LLMRetriesExhausted,
+    LLMStreamInterrupted,
+    SpendLimitReached,
+)
 from understudy.events import (
     ActorFailed,
     ActorStarted,
@@ -73,7 +85,24 @@ from understudy.supervision import (
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    # llm area: ``us.llm`` and ``us.testing`` are imported when first used
+    if name in ("llm", "testing"):
+        import importlib
+
+        return importlib.import_module(f"understudy.{name}")
+    raise AttributeError(f"module 'understudy' has no attribute {name!r}")
+
 __all__ = [
+    # llm area
+    "InvalidLLMRequest",
+    "LLMConfigError",
+    "LLMError",
+    "LLMRequestError",
+    "LLMRetriesExhausted",
+    "LLMStreamInterrupted",
+    "SpendLimitReached",
     "Chaos",
     "Fault",
     "FaultInjected",

@@ -398,7 +398,7 @@ class Model:
         self.estimate = estimate
         self.runtime = runtime
         self.in_flight = 0
-        self.limiter = RateLimiter(requests_per_minute, tokens_per_minute, anyio_clock)
+        self.limiter = RateLimiter(requests_per_minute, tokens_per_minute, time.monotonic)
         self._semaphore: anyio.Semaphore | None = None
         self._rng = random.Random(seed)
         self._counts: OrderedDict[bytes, int] = OrderedDict()
