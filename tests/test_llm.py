@@ -308,7 +308,7 @@ async def test_an_overloaded_model_falls_back_to_the_next_one() -> None:
         *[FakeMessagesAPI.overloaded()] * 2, FakeMessagesAPI.text("from haiku")
     )
     model = fake_model(fake, retries=1, estimate="local", fallbacks=("claude-haiku-4-5",))
-    async with us.Runtime() as rt:
+    async with us.Runtime() as rt, rt.budget(name="conv"):
         with rt.events.subscribe(us.llm.LLMFallback) as events:
             reply = await model.create(max_tokens=10, messages=HI)
             event = events.get_nowait()
