@@ -745,12 +745,15 @@ class Model:
             semaphore = self._semaphore = anyio.Semaphore(self.max_concurrency)
         headers = {"x-stainless-retry-count": str(attempt)}
         left = here.time_left()
-        async with semaphore:
-            self.in_flight += 1
-            sent = anyio_clock()
-            try:
-                if not stream:
-                    with anyio.move_on_after(min(left, self.timeout)) as scope:
+        hard = anyio_clock() + left  # the deadline in anyio's clock (inf: none)
+        with anyio.CancelScope(deadline=hard) as bound:  # the wait for a slot counts too
+            async with semaphore:
+                self.in_flight += 1
+                try:
+                    if stream:
+                        return await self._stream(request, headers, here, on_text, emitted, hard)
+                    sent = anyio_clock()
+                    with anyio.move_on_after(self.timeout) as timer:
                         try:
                             raw = await self.client.messages.with_raw_response.create(
                                 **request, extra_headers=headers
@@ -758,15 +761,18 @@ class Model:
                             message = await raw.parse()
                         except (anthropic.APIError, httpx2.HTTPError) as error:
                             raise classify(error) from error
-                    if scope.cancelled_caught:
-                        if left <= self.timeout:
-                            raise DeadlineExceeded(f"{self.name}: the deadline passed mid-call")
-                        raise _Failure("timeout_error", TimeoutError("request timed out"))
+                    if timer.cancelled_caught:
+                        raise _Failure(
+                            "timeout_error",
+                            TimeoutError(f"no response in {anyio_clock() - sent:.3g} s"),
+                        )
                     self.limiter.observe(raw.headers)
-                    return message, usage_buckets(message.usage), raw.headers.get("request-id", ""), None
-                return await self._stream(request, headers, here, on_text, emitted, sent, left)
-            finally:
-                self.in_flight -= 1
+                    request_id = raw.headers.get("request-id", "")
+                    return message, usage_buckets(message.usage), request_id, None
+                finally:
+                    self.in_flight -= 1
+        assert bound.cancelled_caught
+        raise DeadlineExceeded(f"{self.name}: the deadline passed during the call")
 
     async def _stream(
         self,
@@ -775,10 +781,9 @@ class Model:
         here: _Here,
         on_text: Callable[[str], object] | None,
         emitted: list[bool],
-        sent: float,
-        left: float,
+        hard: float,
     ) -> tuple[Message, Tokens, str, float | None]:
-        hard = sent + left  # the deadline, in anyio's clock
+        sent = anyio_clock()
         first: float | None = None
         request_id = ""
         stream_cm = self.client.messages.stream(**request, extra_headers=headers)
