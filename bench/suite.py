@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import ask, fan_in, resilience, spawn, supervision, tell
+from bench import ask, fan_in, llm, resilience, spawn, supervision, tell
 from bench.harness import Benchmark
 
 BENCHMARKS: list[Benchmark] = [
@@ -15,4 +15,6 @@ BENCHMARKS: list[Benchmark] = [
     resilience.TELL,
     resilience.ASK,
     resilience.REFUSAL,
+    llm.OVERHEAD,
+    llm.CONCURRENCY,
 ]
