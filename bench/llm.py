@@ -62,7 +62,9 @@ async def overhead_baseline(calls: int) -> Sample:
     for _ in range(calls):
         start = clock()
         reply = await client.messages.create(
-            model="claude-sonnet-4-5", max_tokens=64, messages=MESSAGES  # type: ignore[arg-type]
+            model="claude-sonnet-4-5",
+            max_tokens=64,
+            messages=MESSAGES,  # type: ignore[arg-type]
         )
         latencies.append(clock() - start)
     check(reply.stop_reason, "end_turn", "stop reason")
@@ -120,7 +122,9 @@ async def concurrency_baseline(calls: int) -> Sample:
         nonlocal done
         async with semaphore:
             await client.messages.create(
-                model="claude-sonnet-4-5", max_tokens=64, messages=MESSAGES  # type: ignore[arg-type]
+                model="claude-sonnet-4-5",
+                max_tokens=64,
+                messages=MESSAGES,  # type: ignore[arg-type]
             )
         done += 1
 

@@ -135,7 +135,7 @@ async def test_budget_exceeded_is_raised_before_anything_is_sent() -> None:
     model = fake_model(fake, estimate="local")
     async with us.Runtime() as rt, rt.budget(name="tiny", usd=0.0001) as budget:
         with pytest.raises(us.BudgetExceeded):
-            await model.create(max_tokens=4000, messages=HI)  # 4000 × $15/MTok = $0.06
+            await model.create(max_tokens=4000, messages=HI)  # 4000 x $15/MTok = $0.06
         assert [r.path for r in fake.requests] == []
         assert budget.spent.usd == 0 and budget.reserved.usd == 0
         assert us.llm.call_log(rt).records[-1].outcome == "refused"
@@ -331,7 +331,7 @@ async def test_a_budget_too_small_for_the_big_model_takes_the_cheaper_one() -> N
     fake = FakeMessagesAPI()
     model = fake.model("claude-opus-4-1", estimate="local", fallbacks=("claude-haiku-4-5",))
     async with us.Runtime() as rt, rt.budget(usd=0.01):
-        # opus: 200 × $75/MTok = $0.015 > $0.01; haiku: 200 × $5/MTok = $0.001
+        # opus: 200 x $75/MTok = $0.015 > $0.01; haiku: 200 x $5/MTok = $0.001
         reply = await model.create(max_tokens=200, messages=HI)
     assert reply.model == "claude-haiku-4-5"
     assert [r.body["model"] for r in fake.requests] == ["claude-haiku-4-5"]
@@ -357,7 +357,9 @@ async def test_a_budget_too_small_for_the_big_model_takes_the_cheaper_one() -> N
                     *HI,
                     {
                         "role": "assistant",
-                        "content": [{"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}],
+                        "content": [
+                            {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}
+                        ],
                     },
                     {"role": "user", "content": "no result"},
                 ],

@@ -74,8 +74,11 @@ async def test_two_hundred_conversations_under_faults_end_in_time_and_add_up() -
         for r in mine:
             usd += r.usd
         tokens = sum(
-            r.input_tokens + r.output_tokens + r.cache_read_tokens
-            + r.cache_write_5m_tokens + r.cache_write_1h_tokens
+            r.input_tokens
+            + r.output_tokens
+            + r.cache_read_tokens
+            + r.cache_write_5m_tokens
+            + r.cache_write_1h_tokens
             for r in mine
         )
         assert budget.spent.usd == usd

@@ -7,6 +7,9 @@ from understudy.actors import Actor, Context, Durability, Ref, Timer
 from understudy.breaker import Breaker, BreakerInfo, BreakerState, BreakerStateChanged
 from understudy.budgets import Budget, BudgetExhausted, Reservation, Usage
 from understudy.chaos import Chaos, Fault, FaultInjected, InjectedFault
+
+# llm area: the errors of understudy.llm (the subpackage itself is imported on first use of
+# ``us.llm``, since it pulls in the anthropic SDK)
 from understudy.errors import (
     ActorStopped,
     BudgetExceeded,
@@ -17,29 +20,24 @@ from understudy.errors import (
     FallbackExhausted,
     HandlerTimeout,
     IdleTimeout,
+    InvalidLLMRequest,
     Killed,
+    LLMConfigError,
+    LLMError,
+    LLMRequestError,
+    LLMRetriesExhausted,
+    LLMStreamInterrupted,
     MailboxFull,
     NameTaken,
     PersistenceError,
     QueueTimeout,
     RestartIntensityExceeded,
     RuntimeClosed,
+    SpendLimitReached,
     StaleState,
     TimedOut,
     UnderstudyError,
     UnknownActor,
-)
-
-# llm area: the errors of understudy.llm (the subpackage itself is imported on first use of
-# ``us.llm``, since it pulls in the anthropic SDK)
-from understudy.errors import (
-    InvalidLLMRequest,
-    LLMConfigError,
-    LLMError,
-    LLMRequestError,
-    LLMRetriesExhausted,
-    LLMStreamInterrupted,
-    SpendLimitReached,
 )
 from understudy.events import (
     ActorFailed,
@@ -93,6 +91,7 @@ def __getattr__(name: str) -> object:
 
         return importlib.import_module(f"understudy.{name}")
     raise AttributeError(f"module 'understudy' has no attribute {name!r}")
+
 
 __all__ = [
     # llm area

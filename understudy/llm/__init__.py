@@ -2,15 +2,16 @@
 
 Declare a model once and call it from any handler with the Messages API's own parameters::
 
-    model = us.llm.Model("claude-sonnet-4-5", max_concurrency=32, fallbacks=("claude-haiku-4-5",))
+    model = us.llm.Model("claude-sonnet-4-5", fallbacks=("claude-haiku-4-5",))
 
     class Planner(us.Actor):
         async def handle_ask(self, msg: Ask) -> str:
-            reply = await model.create(max_tokens=512, messages=[{"role": "user", "content": msg.q}])
+            messages = [{"role": "user", "content": msg.question}]
+            reply = await model.create(max_tokens=512, messages=messages)
             return reply.content[0].text
 
 Every call reserves its worst case on the message's budget before it is sent (estimated
-input × input price + ``max_tokens`` × output price; :class:`~understudy.BudgetExceeded`
+input x input price + ``max_tokens`` x output price; :class:`~understudy.BudgetExceeded`
 before the call, never after), settles with the usage priced in five buckets
 (:mod:`understudy.llm.pricing`), stays inside the message's deadline, is retried by
 understudy alone (the SDK's retries are off) according to ``error.type``, goes through the

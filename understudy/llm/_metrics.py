@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
@@ -119,6 +119,9 @@ class LLMMetrics(Collector):
         return iter(())
 
     def collect(self) -> Iterator[Metric]:
+        key: tuple[str, ...]
+        n: float
+        model: Any  # a model's name in most loops, the Model in the last
         requests = CounterMetricFamily(
             "understudy_llm_requests",
             "Model calls (their retries included), by outcome (ok, error, refused, timeout) "
@@ -146,7 +149,9 @@ class LLMMetrics(Collector):
             tokens.add_metric(list(key), n)
         yield tokens
         cost = CounterMetricFamily(
-            "understudy_llm_cost_usd", "Dollars settled for model calls", labels=["model", "agent_type"]
+            "understudy_llm_cost_usd",
+            "Dollars settled for model calls",
+            labels=["model", "agent_type"],
         )
         for key, usd in self.cost.items():
             cost.add_metric(list(key), usd)

@@ -157,7 +157,7 @@ def classify(error: BaseException) -> _Failure:
             str(error_type),
             error,
             status=error.status_code,
-            request_id=error.request_id or headers.get("request-id", ""),
+            request_id=error.request_id or headers.get("request-id") or "",
             retry_after=_retry_after(headers),
             should_retry=None if hint is None else hint.strip().lower() == "true",
             spend_limit=(error.error_code or "") in SPEND_LIMIT_CODES,
@@ -211,7 +211,9 @@ def check_request(params: Mapping[str, Any], where: str) -> int:
             return block.get(name) if isinstance(block, Mapping) else getattr(block, name, None)
 
         if pending:
-            answered = {field(b, "tool_use_id") for b in blocks if field(b, "type") == "tool_result"}
+            answered = {
+                field(b, "tool_use_id") for b in blocks if field(b, "type") == "tool_result"
+            }
             missing = pending - answered
             if missing:
                 raise InvalidLLMRequest(
@@ -308,7 +310,7 @@ class Model:
     while the API's ``anthropic-ratelimit-*`` headers report a bucket empty.
 
     Retries: ``retries`` more attempts after the first for :data:`RETRYABLE` failures, with
-    exponential backoff from ``backoff`` to ``max_backoff`` seconds (jitter 0.75–1×); a
+    exponential backoff from ``backoff`` to ``max_backoff`` seconds (jitter 0.75-1x); a
     ``retry-after``/``retry-after-ms`` is honoured but never waited past the deadline.
     ``x-stainless-retry-count`` is sent on every attempt. A stream is retried only if no text
     reached ``on_text``. ``timeout`` bounds one non-streaming attempt; ``first_byte_timeout``
@@ -340,7 +342,7 @@ class Model:
         timeout: float = 600.0,
         first_byte_timeout: float = 60.0,
         idle_timeout: float = 60.0,
-        breaker: Breaker | None | str = "default",
+        breaker: Breaker | str | None = "default",
         pricing: PricingTable | None = None,
         price: Price | None = None,
         fallbacks: Iterable[str | Model] = (),
@@ -476,7 +478,8 @@ class Model:
         here = _Here(self.runtime)
         for i, model in enumerate(chain):
             try:
-                return await model._call_one(params, max_tokens, here, on_text, stream)
+                reply: Message = await model._call_one(params, max_tokens, here, on_text, stream)
+                return reply
             except (CircuitOpen, BudgetExceeded, LLMRetriesExhausted) as error:
                 if i == len(chain) - 1:
                     raise
@@ -651,9 +654,7 @@ class Model:
                 stop_reason = str(message.stop_reason or "")
                 return message
         except BaseException as error:
-            if isinstance(error, DeadlineExceeded) or isinstance(
-                error, anyio.get_cancelled_exc_class()
-            ):
+            if isinstance(error, (DeadlineExceeded, anyio.get_cancelled_exc_class())):
                 outcome = "timeout" if outcome == "error" else outcome
                 error_type = error_type or "deadline"
             raise
@@ -713,7 +714,7 @@ class Model:
             breaker.release()
 
     def _backoff(self, attempts: int) -> float:
-        base = min(self.backoff * 2 ** (attempts - 1), self.max_backoff)
+        base = min(self.backoff * 2.0 ** (attempts - 1), self.max_backoff)
         return base * (0.75 + 0.25 * self._rng.random())
 
     def _final(self, failure: _Failure, attempts: int) -> LLMError:
@@ -814,7 +815,8 @@ class Model:
                 async with stream_cm as events:
                     request_id = events.response.headers.get("request-id", "")
                     self.limiter.observe(events.response.headers)
-                    async for event in events:
+                    async for item in events:
+                        event: Any = item  # dispatched on .type: unknown types pass through
                         now = anyio_clock()
                         if first is None:
                             first = now - sent
@@ -827,7 +829,7 @@ class Model:
                             snapshot = event.usage
                         elif kind == "text" and on_text is not None:
                             emitted[0] = True
-                            on_text(event.text)  # type: ignore[attr-defined]
+                            on_text(event.text)
                     message = await events.get_final_message()
         except (anthropic.APIError, httpx2.HTTPError) as error:
             failure = classify(error)

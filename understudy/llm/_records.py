@@ -50,9 +50,7 @@ class CallRecord(msgspec.Struct, frozen=True, kw_only=True):
 
 FIELDS = tuple(CallRecord.__struct_fields__)
 
-INSERT = (
-    f"INSERT INTO llm_calls ({', '.join(FIELDS)}) VALUES ({', '.join('?' * len(FIELDS))})"
-)
+INSERT = f"INSERT INTO llm_calls ({', '.join(FIELDS)}) VALUES ({', '.join('?' * len(FIELDS))})"
 SELECT = f"SELECT {', '.join(FIELDS)} FROM llm_calls ORDER BY id"
 
 

@@ -30,7 +30,7 @@ async def costs(source: Runtime | str | os.PathLike[str], by: str = "call") -> l
         raise ValueError(f"by must be one of {', '.join(GROUPINGS)}, not {by!r}")
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
-        if not os.path.isfile(path):
+        if not await anyio.to_thread.run_sync(os.path.isfile, path):
             raise FileNotFoundError(f"no database file at {path!r}")
         records = await anyio.to_thread.run_sync(read_records, path)
         return summarize(records, by)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -101,6 +101,16 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
+def _getter(obj: Any) -> Callable[[str], Any]:
+    if isinstance(obj, Mapping):
+        return obj.get
+
+    def get(name: str) -> Any:
+        return getattr(obj, name, None)
+
+    return get
+
+
 def usage_buckets(usage: Any) -> Tokens:
     """The five buckets of an SDK ``Usage`` (or a dict of the same fields).
 
@@ -110,13 +120,11 @@ def usage_buckets(usage: Any) -> Tokens:
     """
     if usage is None:
         return Tokens()
-    get = usage.get if isinstance(usage, Mapping) else lambda name: getattr(usage, name, None)
+    get = _getter(usage)
     writes = _int(get("cache_creation_input_tokens"))
     split = get("cache_creation")
     if split is not None:
-        sget = (
-            split.get if isinstance(split, Mapping) else lambda name: getattr(split, name, None)
-        )
+        sget = _getter(split)
         w5, w1h = _int(sget("ephemeral_5m_input_tokens")), _int(sget("ephemeral_1h_input_tokens"))
         # a split that does not account for every write: the rest were 5-minute writes
         w5 += max(writes - w5 - w1h, 0)

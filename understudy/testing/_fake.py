@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from understudy.llm import Model
 
+
 @dataclass(frozen=True)
 class Reply:
     """One scripted response (made by the :class:`FakeMessagesAPI` helpers).
@@ -51,6 +52,7 @@ class Reply:
     truncate_json: bool = False
     unknown_event: bool = False
 
+
 @dataclass
 class Received:
     """A request the fake received: ``path``, ``headers`` (lower-case names), ``body`` (the
@@ -65,6 +67,7 @@ class Received:
     status: int = 0
     reply: Reply | None = None
 
+
 @dataclass
 class Plan:
     """How to answer one request: the status, headers, and the body as chunks; a float in
@@ -75,6 +78,7 @@ class Plan:
     chunks: list[bytes | float | object] = field(default_factory=list)
     delay: float = 0.0
     stream: bool = False
+
 
 RESET = object()
 """In a plan's chunks: drop the connection here."""
@@ -105,12 +109,15 @@ FAULTS = (
 )
 """The faults a seeded fault rate draws from (``FakeMessagesAPI(fault_rate=...)``)."""
 
+
 def count_text_tokens(text: str) -> int:
     """The fake's tokenizer: one token per 4 characters, rounded up (deterministic)."""
     return max(1, math.ceil(len(text) / 4)) if text else 0
 
+
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
 
 class FakeMessagesAPI:
     """A faithful fake of Anthropic's Messages API, for tests and demos; see
@@ -373,9 +380,11 @@ class FakeMessagesAPI:
             return _error_plan(400, "invalid_request_error", problem, base)
         if path.endswith("count_tokens"):
             total = self.count(body)
-            return Plan(200, [*base, ("content-type", "application/json")], [_json_bytes(
-                {"input_tokens": total}
-            )])
+            return Plan(
+                200,
+                [*base, ("content-type", "application/json")],
+                [_json_bytes({"input_tokens": total})],
+            )
         reply = self._script.popleft() if self._script else self._draw(rng)
         received.reply = reply
         stream = bool(body.get("stream"))
@@ -643,6 +652,7 @@ class FakeMessagesAPI:
         events.append({"type": "message_stop"})
         return events
 
+
 def _split(text: str, rng: random.Random, low: int, high: int) -> list[str]:
     pieces = []
     i = 0
@@ -652,11 +662,14 @@ def _split(text: str, rng: random.Random, low: int, high: int) -> list[str]:
         i += n
     return pieces or [""]
 
+
 def _json_bytes(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
+
 def _sse(name: str, data: dict[str, Any]) -> bytes:
     return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
 
 def _error_plan(
     status: int,
@@ -673,6 +686,7 @@ def _error_plan(
         request_id = next((v for k, v in headers if k == "request-id"), "")
     body = {"type": "error", "error": error, "request_id": request_id}
     return Plan(status, [*headers, ("content-type", "application/json")], [_json_bytes(body)])
+
 
 def _check_request(body: dict[str, Any], *, count_only: bool) -> str:
     """What the API would refuse with a 400 in this request ("" when nothing)."""
@@ -697,8 +711,9 @@ def _check_request(body: dict[str, Any], *, count_only: bool) -> str:
         blocks = content if isinstance(content, list) else []
         if role == "user" and pending:
             answered = {
-                b.get("tool_use_id") for b in blocks if isinstance(b, dict)
-                and b.get("type") == "tool_result"
+                b.get("tool_use_id")
+                for b in blocks
+                if isinstance(b, dict) and b.get("type") == "tool_result"
             }
             if not pending <= answered:
                 missing = ", ".join(sorted(pending - answered))
@@ -709,10 +724,13 @@ def _check_request(body: dict[str, Any], *, count_only: bool) -> str:
             pending = set()
         if role == "assistant":
             pending = {
-                str(b.get("id")) for b in blocks if isinstance(b, dict) and b.get("type") == "tool_use"
+                str(b.get("id"))
+                for b in blocks
+                if isinstance(b, dict) and b.get("type") == "tool_use"
             }
         previous = role
     return ""
+
 
 async def play(plan: Plan) -> AsyncIterator[bytes | object]:
     """The plan's chunks with its pauses waited out (``RESET`` is yielded, not acted on)."""
@@ -721,5 +739,6 @@ async def play(plan: Plan) -> AsyncIterator[bytes | object]:
             await anyio.sleep(chunk)
         else:
             yield chunk
+
 
 Scripted = Callable[[Received], Reply | None]

@@ -19,7 +19,13 @@ from understudy.testing._fake import RESET, play
 if TYPE_CHECKING:
     from understudy.testing._fake import FakeMessagesAPI
 
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 429: "Too Many Requests"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    429: "Too Many Requests",
+}
 _MAX_HEAD = 64 * 1024
 
 
