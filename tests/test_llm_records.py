@@ -185,7 +185,10 @@ async def test_the_metrics_have_bounded_labels_and_the_five_token_buckets() -> N
     assert "conversation-123" not in text  # never a conversation id in a label
     for bucket in ("input", "output", "cache_read", "cache_write_5m"):
         assert f'token_type="{bucket}"' in text
-    assert 'understudy_llm_retries_total{model="claude-sonnet-4-5",reason="overloaded_error"} 1.0' in text
+    assert (
+        'understudy_llm_retries_total{model="claude-sonnet-4-5",reason="overloaded_error"} 1.0'
+        in text
+    )
     assert 'agent_type="Agent"' in text and 'agent_type="none"' in text
     assert 'understudy_llm_request_duration_seconds_bucket{le="81.92"' in text
     assert 'understudy_llm_breaker_state{model="claude-sonnet-4-5",state="closed"} 1.0' in text
