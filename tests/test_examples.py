@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-TESTED = {"bank.py", "sensors.py", "tour.py"}
+TESTED = {"bank.py", "sensors.py", "tour.py", "llm_calls.py"}  # llm area: llm_calls.py
 
 
 def test_every_example_is_run_by_a_test() -> None:
@@ -82,3 +82,15 @@ def test_tour_example_restarts_the_account_after_a_failed_request(backend: str) 
         "refused: insufficient funds: 6 < 50",
         "balance after restart: 0",
     ]
+
+
+# llm area
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_llm_example_answers_offline_after_a_retry_and_accounts_for_it(backend: str) -> None:
+    result = run_example("llm_calls.py", backend)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:2] == ["answer: Paris.", "attempts: 2, outcome: ok, agent: assistant"]
+    settled, recorded = lines[2].removeprefix("settled: ").split(", recorded: ")
+    assert settled == recorded and settled != "$0.000000"
+    assert lines[3] == f"conversation conv-1: 1 call(s), {settled}"
