@@ -192,3 +192,35 @@ async def test_the_metrics_have_bounded_labels_and_the_five_token_buckets() -> N
     assert 'agent_type="Agent"' in text and 'agent_type="none"' in text
     assert 'understudy_llm_request_duration_seconds_bucket{le="81.92"' in text
     assert 'understudy_llm_breaker_state{model="claude-sonnet-4-5",state="closed"} 1.0' in text
+
+
+@pytest.mark.anyio
+async def test_the_docs_table_of_llm_metrics_matches_a_real_scrape() -> None:
+    from test_metrics import documented, parse
+
+    from understudy.llm._model import _local_estimate
+
+    long = [{"role": "user", "content": "x" * 3000}]
+    asked = _local_estimate({"messages": long})
+    # sonnet's bucket holds its two attempts and the stream's estimate but 3 tokens
+    tpm = 3 * asked - 3
+    fake = FakeMessagesAPI().script(FakeMessagesAPI.overloaded(), FakeMessagesAPI.overloaded())
+    model = fake.model(
+        retries=1, fallbacks=("claude-haiku-4-5",), estimate="local", tokens_per_minute=tpm
+    )
+    async with us.Runtime() as rt:
+        agent = await rt.spawn(lambda: Agent(model))
+        async with rt.budget(name="c"):
+            await agent.ask(Ask("x" * 3000))  # two 529s on sonnet, then haiku
+            await model.stream(max_tokens=5, messages=long)  # waits for 3 tokens' refill
+        families, _ = parse(rt.metrics.exposition())
+    llm = {name: row for name, row in documented().items() if row[2] == "exported with llm calls"}
+    assert len(llm) == 11
+    exported = {name for name in families if name.startswith("understudy_llm_")}
+    assert exported == set(llm)
+    for name, (kind, labels, _) in llm.items():
+        family = families[name]
+        assert family.type == kind, name
+        assert family.samples, f"the workload gave {name} no samples"
+        seen = {label for sample in family.samples for label in sample.labels} - {"le"}
+        assert seen == labels, f"{name} has labels {seen}; docs/metrics.md says {set(labels)}"
