@@ -202,8 +202,8 @@ async def test_the_docs_table_of_llm_metrics_matches_a_real_scrape() -> None:
 
     long = [{"role": "user", "content": "x" * 3000}]
     asked = _local_estimate({"messages": long})
-    # sonnet's bucket holds its two attempts and the stream's estimate but 3 tokens
-    tpm = 3 * asked - 3
+    # sonnet's bucket holds its two attempts and the stream's estimate but 30 tokens
+    tpm = 3 * asked - 30
     fake = FakeMessagesAPI().script(FakeMessagesAPI.overloaded(), FakeMessagesAPI.overloaded())
     model = fake.model(
         retries=1, fallbacks=("claude-haiku-4-5",), estimate="local", tokens_per_minute=tpm
@@ -212,7 +212,7 @@ async def test_the_docs_table_of_llm_metrics_matches_a_real_scrape() -> None:
         agent = await rt.spawn(lambda: Agent(model))
         async with rt.budget(name="c"):
             await agent.ask(Ask("x" * 3000))  # two 529s on sonnet, then haiku
-            await model.stream(max_tokens=5, messages=long)  # waits for 3 tokens' refill
+            await model.stream(max_tokens=5, messages=long)  # waits for the refill
         families, _ = parse(rt.metrics.exposition())
     llm = {name: row for name, row in documented().items() if row[2] == "exported with llm calls"}
     assert len(llm) == 11
