@@ -20,7 +20,9 @@ class Assistant(us.Actor):
     async def answer(self, msg: Question) -> str:
         reply = await self.model.stream(  # ctx.heartbeat() on every event
             max_tokens=256,
-            system=[{"type": "text", "text": "Answer briefly.", "cache_control": {"type": "ephemeral"}}],
+            system=[
+                {"type": "text", "text": "Answer briefly.", "cache_control": {"type": "ephemeral"}}
+            ],
             messages=[{"role": "user", "content": msg.text}],
         )
         return "".join(block.text for block in reply.content if block.type == "text")

@@ -120,6 +120,17 @@ def usage_buckets(usage: Any) -> Tokens:
     """
     if usage is None:
         return Tokens()
+    if not isinstance(usage, Mapping):  # the SDK's Usage: plain attributes, the fast path
+        writes = getattr(usage, "cache_creation_input_tokens", 0) or 0
+        split = getattr(usage, "cache_creation", None)
+        w1h = (getattr(split, "ephemeral_1h_input_tokens", 0) or 0) if split is not None else 0
+        return Tokens(
+            getattr(usage, "input_tokens", 0) or 0,
+            getattr(usage, "output_tokens", 0) or 0,
+            getattr(usage, "cache_read_input_tokens", 0) or 0,
+            max(writes - w1h, 0),
+            w1h,
+        )
     get = _getter(usage)
     writes = _int(get("cache_creation_input_tokens"))
     split = get("cache_creation")
