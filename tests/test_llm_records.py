@@ -224,3 +224,32 @@ async def test_the_docs_table_of_llm_metrics_matches_a_real_scrape() -> None:
         assert family.samples, f"the workload gave {name} no samples"
         seen = {label for sample in family.samples for label in sample.labels} - {"le"}
         assert seen == labels, f"{name} has labels {seen}; docs/metrics.md says {set(labels)}"
+
+
+@pytest.mark.anyio
+async def test_a_version_2_store_gains_the_llm_calls_table_and_keeps_its_rows(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    from understudy.persistence._schema import MIGRATIONS
+
+    db = tmp_path / "app.db"
+    conn = sqlite3.connect(db)
+    for statements in MIGRATIONS[:2]:  # the layout of schema version 2
+        for statement in statements:
+            conn.execute(statement)
+    conn.execute("INSERT INTO snapshots VALUES ('alice', 4, x'80', 0)")
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+    fake = FakeMessagesAPI()
+    model = fake.model(estimate="local")
+    async with us.Runtime(store=db) as rt, rt.budget(name="after-upgrade"):
+        assert rt.store is not None and rt.store.schema_found == 2
+        await model.create(max_tokens=5, messages=HI)
+    (record,) = us.llm.read_records(str(db))
+    assert record.conversation == "after-upgrade"
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT actor, version FROM snapshots").fetchall() == [("alice", 4)]
+    conn.close()

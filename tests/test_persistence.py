@@ -508,7 +508,8 @@ async def test_a_version_1_store_gains_the_journal_and_keeps_its_rows(tmp_path: 
         assert await rt.store.journal("alice") == []
     assert committed_balance(db, "alice") == (5, 42)
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    # llm area: later migrations (llm_calls) follow version 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 2
     conn.close()
 
 
