@@ -388,3 +388,17 @@ def test_llm_errors_form_one_hierarchy() -> None:
     ):
         assert issubclass(error, us.LLMError) and issubclass(error, us.UnderstudyError)
     assert issubclass(us.SpendLimitReached, us.LLMRequestError)
+
+
+async def test_an_actors_idle_timeout_catches_a_stalled_stream() -> None:
+    fake = FakeMessagesAPI(stall=30)
+    fake.script(fake.idle_stall(after=4))
+    model = fake_model(fake, estimate="local", idle_timeout=60)  # the Model's own is longer
+    deltas: list[str] = []
+    async with us.Runtime() as rt:
+        ref = await rt.spawn(lambda: Chatty(model, deltas), name="chatty", idle_timeout=0.3)
+        with anyio.fail_after(5), pytest.raises(us.IdleTimeout):
+            await ref.ask(Ask("hi"))
+        (record,) = us.llm.call_log(rt).records
+    assert (record.outcome, record.error_type, record.agent) == ("timeout", "cancelled", "chatty")
+    assert model.in_flight == 0  # the slot was given back

@@ -653,9 +653,12 @@ class Model:
                 stop_reason = str(message.stop_reason or "")
                 return message
         except BaseException as error:
-            if isinstance(error, (DeadlineExceeded, anyio.get_cancelled_exc_class())):
+            if isinstance(error, DeadlineExceeded):
                 outcome = "timeout" if outcome == "error" else outcome
                 error_type = error_type or "deadline"
+            elif isinstance(error, anyio.get_cancelled_exc_class()):
+                # cancelled from outside (the caller's scope, an actor's timeout)
+                outcome, error_type = "timeout", "cancelled"
             raise
         finally:
             latency = time.perf_counter() - started
