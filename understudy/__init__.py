@@ -3,6 +3,8 @@
 The public API is re-exported here; import it as ``import understudy as us``.
 """
 
+from typing import TYPE_CHECKING
+
 from understudy.actors import Actor, Context, Durability, Ref, Timer
 from understudy.breaker import Breaker, BreakerInfo, BreakerState, BreakerStateChanged
 from understudy.budgets import Budget, BudgetExhausted, Reservation, Usage
@@ -82,6 +84,11 @@ from understudy.supervision import (
 )
 
 __version__ = "0.1.0"
+
+
+if TYPE_CHECKING:  # llm area: type checkers see the subpackages imported lazily below
+    from understudy import llm as llm
+    from understudy import testing as testing
 
 
 def __getattr__(name: str) -> object:
