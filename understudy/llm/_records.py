@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from understudy.persistence import Store
 
 
-class CallRecord(msgspec.Struct, frozen=True, kw_only=True):
+class CallRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One call to a model (its retries included), as recorded in the ``llm_calls`` table.
 
     ``agent`` is the calling actor's name ("" outside actors), ``agent_type`` its class,
@@ -24,6 +24,8 @@ class CallRecord(msgspec.Struct, frozen=True, kw_only=True):
     token, streams only) are seconds. ``outcome`` is ``ok``, ``error``, ``refused`` (budget,
     breaker or limiter said no before sending) or ``timeout`` (the deadline);
     ``error_type`` the API's ``error.type`` or ours. ``attempts`` counts requests sent.
+    Untracked by the garbage collector (``gc=False``: only scalars and strings), so the
+    records a log keeps do not make every full collection slower.
     """
 
     time: float
