@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 LINT_PATHS := understudy tests bench examples
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test lint bench clean promtool
 
 venv: $(STAMP)
 
@@ -21,8 +21,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/understudy demo $(DEMO_ARGS)
 
-test: $(STAMP)
+test: $(STAMP) promtool
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# promtool (Debian package `prometheus`) runs the alert rules' unit tests; installed when
+# missing and possible (root with apt-get). Without it the test is skipped, except in CI.
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+		[ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; } || \
+		echo "promtool not installed (apt-get install prometheus): its test is skipped" >&2
 
 lint: $(STAMP)
 	$(PY) -m ruff check $(LINT_PATHS)

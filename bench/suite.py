@@ -7,6 +7,7 @@ from bench import (
     ask,
     delta_state,
     fan_in,
+    llm,
     pools,
     resilience,
     scrape,
@@ -38,4 +39,6 @@ BENCHMARKS: list[Benchmark] = [
     pools.LOAD,
     pools.LOAD_VS_ACTORS,
     pools.MEMORY,
+    llm.OVERHEAD,
+    llm.CONCURRENCY,
 ]

@@ -11,6 +11,7 @@ TESTED = {
     "agent.py",
     "bank.py",
     "fastapi_service.py",
+    "llm_calls.py",
     "migration.py",
     "sensors.py",
     "tour.py",
@@ -156,3 +157,15 @@ def test_migration_example_refuses_then_migrates_once(backend: str) -> None:
         "v2: Ada Lovelace <ada@example.org>, tier basic",
         "v2 again, without migrate_state: Ada Lovelace",
     ]
+
+
+# llm area
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_llm_example_answers_offline_after_a_retry_and_accounts_for_it(backend: str) -> None:
+    result = run_example("llm_calls.py", backend)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:2] == ["answer: Paris.", "attempts: 2, outcome: ok, agent: assistant"]
+    settled, recorded = lines[2].removeprefix("settled: ").split(", recorded: ")
+    assert settled == recorded and settled != "$0.000000"
+    assert lines[3] == f"conversation conv-1: 1 call(s), {settled}"

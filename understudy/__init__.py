@@ -3,6 +3,8 @@
 The public API is re-exported here; import it as ``import understudy as us``.
 """
 
+from typing import TYPE_CHECKING
+
 from understudy.actors import Actor, Context, Durability, Ref, Timer
 
 # -- agents (wave 2): agents and tools as actors ------------------------------------------
@@ -32,6 +34,9 @@ from understudy.entities import (
     entity_lookup,
     entity_types,
 )
+
+# llm area: the errors of understudy.llm (the subpackage itself is imported on first use of
+# ``us.llm``, since it pulls in the anthropic SDK)
 from understudy.errors import (
     ActorStopped,
     AgentError,
@@ -45,7 +50,13 @@ from understudy.errors import (
     FallbackExhausted,
     HandlerTimeout,
     IdleTimeout,
+    InvalidLLMRequest,
     Killed,
+    LLMConfigError,
+    LLMError,
+    LLMRequestError,
+    LLMRetriesExhausted,
+    LLMStreamInterrupted,
     MailboxFull,
     MaxTurnsExceeded,
     NameTaken,
@@ -56,6 +67,7 @@ from understudy.errors import (
     Refused,
     RestartIntensityExceeded,
     RuntimeClosed,
+    SpendLimitReached,
     StaleState,
     TimedOut,
     ToolErrorLimit,
@@ -108,10 +120,45 @@ from understudy.supervision import (
 __version__ = "0.1.0"
 
 # store (wave 2): append-only Log fields; schema-change and kind-change errors
-from understudy.errors import KindChanged, StateSchemaChanged
+# core and supervision (wave 2): errors that are answers, OTP administration
+from understudy.actors import ALWAYS_ANSWERS, ANSWERS, Ignore, IgnoreType
+from understudy.errors import (
+    ChildExists,
+    ChildNotFound,
+    ChildRunning,
+    ChildStartFailed,
+    HandlerCancelled,
+    KindChanged,
+    StartIgnored,
+    StateSchemaChanged,
+    SupervisorError,
+)
+from understudy.events import ErrorAnswered
 from understudy.persistence import Log
 
+if TYPE_CHECKING:  # llm area: type checkers see the subpackages imported lazily below
+    from understudy import llm as llm
+    from understudy import testing as testing
+
+
+def __getattr__(name: str) -> object:
+    # llm area: ``us.llm`` and ``us.testing`` are imported when first used
+    if name in ("llm", "testing"):
+        import importlib
+
+        return importlib.import_module(f"understudy.{name}")
+    raise AttributeError(f"module 'understudy' has no attribute {name!r}")
+
+
 __all__ = [
+    # llm area
+    "InvalidLLMRequest",
+    "LLMConfigError",
+    "LLMError",
+    "LLMRequestError",
+    "LLMRetriesExhausted",
+    "LLMStreamInterrupted",
+    "SpendLimitReached",
     # agents (wave 2)
     "NOT_RUN",
     "Agent",
@@ -234,20 +281,6 @@ __all__ = [
     "ErrorAnswered",
     "HandlerCancelled",
 ]
-
-# core (wave 2): errors that are answers
-# supervision administration (wave 2)
-from understudy.actors import ALWAYS_ANSWERS, ANSWERS, Ignore, IgnoreType
-from understudy.errors import (
-    ChildExists,
-    ChildNotFound,
-    ChildRunning,
-    ChildStartFailed,
-    HandlerCancelled,
-    StartIgnored,
-    SupervisorError,
-)
-from understudy.events import ErrorAnswered
 
 __all__ += [
     "ChildExists",

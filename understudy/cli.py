@@ -32,6 +32,9 @@ URL that is not ``http(s)://host[:port]``, a ``--db`` in a directory that does n
 Names read from an endpoint or a store are printed with control and other unprintable
 characters escaped (``\\x1b``, ``\\n``...), so a name cannot forge table rows or recolour the
 terminal; ``--json`` output is JSON, escaped by its encoder.
+
+``understudy costs app.db [--by agent|model|conversation|day] [--format table|json|csv]`` prints
+the cost allocation of the model calls recorded in a store (see :mod:`understudy.llm`).
 """
 
 from __future__ import annotations
@@ -378,7 +381,14 @@ def _add_demo(commands: Any) -> None:
     add_demo(commands)
 
 
-SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (_add_demo, _add_tree, _add_inspect)
+def _add_costs(commands: Any) -> None:
+    # llm area: the call records' cost allocation (understudy.llm)
+    from understudy.llm._cli import add_costs
+
+    add_costs(commands)
+
+
+SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (_add_demo, _add_tree, _add_inspect, _add_costs)
 """Every subcommand's registration function, in the order ``--help`` lists them."""
 
 

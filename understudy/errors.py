@@ -8,6 +8,8 @@ by user handlers reach the asker unchanged (with a note naming the actor).
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class UnderstudyError(Exception):
     """Base class of the errors raised by the runtime itself."""
@@ -531,3 +533,64 @@ __all__ += [
     "KindChanged",
     "StateSchemaChanged",
 ]
+
+
+# -- LLM calls (understudy.llm) --------------------------------------------------------------
+
+
+class LLMError(UnderstudyError):
+    """A call to a model (``understudy.llm.Model``) failed. ``model`` is the model asked,
+    ``error_type`` the API's ``error.type`` (or ``connection_error``, ``stream_stalled``,
+    ``invalid_request`` for a request refused before it was sent), ``status`` the HTTP status
+    (0 when there was none), ``request_id`` the API's ``request-id`` ("" when none)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: str = "",
+        error_type: str = "",
+        status: int = 0,
+        request_id: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.model = model
+        self.error_type = error_type
+        self.status = status
+        self.request_id = request_id
+
+
+class LLMConfigError(LLMError, ValueError):
+    """A model was configured wrongly: no API key, a bad option, a name missing from the
+    pricing table, a malformed pricing table. Raised when the ``Model`` is made."""
+
+
+class InvalidLLMRequest(LLMError, ValueError):
+    """A request breaks a rule of the Messages API that the client can check (``max_tokens``
+    absent or not positive, roles not alternating, a ``tool_use`` without its
+    ``tool_result``). Raised before anything is reserved or sent."""
+
+
+class LLMRequestError(LLMError):
+    """The API refused the request with an error that is never retried
+    (``invalid_request_error``, ``authentication_error``, ``permission_error``,
+    ``billing_error``, ``not_found_error``, ...)."""
+
+
+class SpendLimitReached(LLMRequestError):
+    """A 429 for an organisation's spend limit (``error.details.error_code`` such as
+    ``enforced_spend_limit_reached``): waiting does not help, so it is never retried."""
+
+
+class LLMRetriesExhausted(LLMError):
+    """Retryable failures (overload, rate limit, 5xx, timeouts, dropped connections, stalled
+    streams) went on past the model's ``retries``; ``attempts`` were made."""
+
+    def __init__(self, message: str, *, attempts: int, **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.attempts = attempts
+
+
+class LLMStreamInterrupted(LLMError):
+    """A stream failed after some of its text had reached the caller, so it was not retried
+    (retrying would repeat that text)."""

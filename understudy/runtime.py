@@ -171,6 +171,8 @@ class Runtime:
         """The persistent actors' store (None: no persistence)."""
         self._store_path = None if store is None or isinstance(store, Store) else store
         self._running = False  # web: between __aenter__ and the end of __aexit__
+        # llm area: understudy.llm attaches its call log and metrics here on first use
+        self.llm: Any = None
 
     # -- lifecycle --
 

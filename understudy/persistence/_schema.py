@@ -91,6 +91,36 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    # 4 -> 5: one row per model call (understudy.llm.CallRecord's fields; written by
+    # understudy.llm._records).
+    (
+        """
+        CREATE TABLE llm_calls (
+            id                    INTEGER PRIMARY KEY,
+            time                  REAL NOT NULL,     -- unix time the call ended
+            model                 TEXT NOT NULL,
+            agent                 TEXT NOT NULL,     -- actor name ('' outside actors)
+            agent_type            TEXT NOT NULL,     -- actor class
+            conversation          TEXT NOT NULL,     -- budget name ('' without one)
+            correlation_id        TEXT NOT NULL,
+            input_tokens          INTEGER NOT NULL,  -- uncached input
+            output_tokens         INTEGER NOT NULL,
+            cache_read_tokens     INTEGER NOT NULL,
+            cache_write_5m_tokens INTEGER NOT NULL,
+            cache_write_1h_tokens INTEGER NOT NULL,
+            usd                   REAL NOT NULL,
+            price_version         TEXT NOT NULL,
+            latency               REAL NOT NULL,
+            ttft                  REAL,
+            stop_reason           TEXT NOT NULL,
+            outcome               TEXT NOT NULL,
+            error_type            TEXT NOT NULL,
+            attempts              INTEGER NOT NULL,
+            request_id            TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX llm_calls_time ON llm_calls (time)",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
