@@ -402,3 +402,34 @@ async def test_an_actors_idle_timeout_catches_a_stalled_stream() -> None:
         (record,) = us.llm.call_log(rt).records
     assert (record.outcome, record.error_type, record.agent) == ("timeout", "cancelled", "chatty")
     assert model.in_flight == 0  # the slot was given back
+
+
+async def test_a_conversation_s_next_turn_is_estimated_from_its_counted_prefix() -> None:
+    """count_tokens is cached per prompt prefix: the first turn is counted, the next one
+    (the same system and earlier messages, more after them) is estimated from that count
+    plus a local over-estimate of the new messages, with no count request; the reservation
+    is settled from the usage."""
+    fake = FakeMessagesAPI()
+    model = fake.model(estimate="count_tokens")
+    system = "You are terse. " * 40
+    turn1 = [{"role": "user", "content": "What is the capital of France?"}]
+    fake.script(FakeMessagesAPI.text("Paris."), FakeMessagesAPI.text("About 2.1 million."))
+    async with us.Runtime() as rt, rt.budget(tokens=100_000) as budget:
+        await model.create(max_tokens=50, system=system, messages=turn1)
+        counts = [r for r in fake.requests if r.path.endswith("count_tokens")]
+        assert len(counts) == 1
+        turn2 = [
+            *turn1,
+            {"role": "assistant", "content": "Paris."},
+            {"role": "user", "content": "And its population?"},
+        ]
+        first = budget.spent.tokens
+        reply = await model.create(max_tokens=50, system=system, messages=turn2)
+        assert [r for r in fake.requests if r.path.endswith("count_tokens")] == counts  # none new
+        used = reply.usage.input_tokens + reply.usage.output_tokens
+        assert budget.spent.tokens == first + used  # settled from the usage
+        assert budget.reserved.tokens == 0  # and the estimate's hold released
+    # a different system prompt shares no prefix: it is counted
+    fake.script(FakeMessagesAPI.text("ok"))
+    await model.create(max_tokens=5, system="Other.", messages=turn1)
+    assert len([r for r in fake.requests if r.path.endswith("count_tokens")]) == 2

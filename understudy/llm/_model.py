@@ -235,6 +235,18 @@ def _local_estimate(params: Mapping[str, Any]) -> int:
     return math.ceil(len(json.dumps(prompt, default=str).encode()) / 3) + 8
 
 
+def _prefix_keys(prompt: Mapping[str, Any]) -> list[bytes]:
+    """Keys of a prompt's prefixes: everything but the messages plus the first message, the
+    first two, ..., the whole prompt (last). One incremental hash: linear in the prompt."""
+    head = {k: v for k, v in prompt.items() if k != "messages"}
+    digest = hashlib.blake2b(repr(sorted(head.items())).encode(), digest_size=16)
+    keys: list[bytes] = []
+    for message in prompt.get("messages") or ():
+        digest.update(b"\x00" + repr(message).encode())
+        keys.append(digest.digest())
+    return keys or [digest.digest()]
+
+
 def _uses_cache(params: Mapping[str, Any]) -> bool:
     if params.get("cache_control"):
         return True
@@ -322,7 +334,7 @@ class Model:
     as free); an unlisted model is an :class:`LLMConfigError`. ``fallbacks`` are model names
     (or Models) tried in order when this one's breaker is open, its retries ran out, or the
     budget cannot cover it. ``estimate`` is ``"count_tokens"`` (the API's free endpoint,
-    cached per prompt) or ``"local"`` (bytes / 3, no request). ``runtime`` records and
+    cached per prompt prefix) or ``"local"`` (bytes / 3, no request). ``runtime`` records and
     meters calls made outside any actor (calls inside an actor use the actor's runtime).
     """
 
@@ -509,16 +521,31 @@ class Model:
         hub = hub_of(runtime)
         return hub.log, hub.metrics
 
-    async def _estimate(self, params: dict[str, Any], time_left: float) -> tuple[int, bool]:
-        """(estimated input tokens, whether the prompt asks for caching), cached per prompt."""
+    async def _estimate(self, params: dict[str, Any], time_left: float) -> tuple[int, bool, bytes]:
+        """(estimated input tokens, whether the prompt asks for caching, the prompt's key).
+
+        Counts are cached per prompt *prefix*: a prompt that extends one already counted
+        (the next turn of a conversation: the same system, tools and earlier messages) is
+        estimated as that prefix's count plus a local over-estimate of the messages after
+        it, with no request; only a prompt with no counted prefix is sent to
+        ``count_tokens``. After each call the usage's exact input count is remembered for
+        its whole prompt (:meth:`_remember`), so the next turn's prefix is exact."""
         prompt = {k: params[k] for k in _PROMPT_KEYS if k in params}
-        key = hashlib.blake2b(repr(prompt).encode(), digest_size=16).digest()
+        keys = _prefix_keys(prompt)
+        full = keys[-1]
         counts = self._counts
-        cached = counts.get(key)
-        if cached is not None:
-            counts.move_to_end(key)
-            return cached
         caching = _uses_cache(params)
+        cached = counts.get(full)
+        if cached is not None:
+            counts.move_to_end(full)
+            return cached[0], caching, full
+        messages = prompt.get("messages") or ()
+        for i in range(len(keys) - 2, -1, -1):
+            hit = counts.get(keys[i])
+            if hit is not None:  # messages[: i + 1] were counted: estimate the rest locally
+                counts.move_to_end(keys[i])
+                rest = _local_estimate({"messages": list(messages)[i + 1 :]})
+                return hit[0] + rest, caching, full
         tokens = _local_estimate(params)
         if self.estimate == "count_tokens":
             try:
@@ -526,11 +553,17 @@ class Model:
                     counted = await self.client.messages.count_tokens(model=self.name, **prompt)
                 tokens = int(counted.input_tokens)
             except (anthropic.APIError, httpx2.HTTPError, TimeoutError):
-                return tokens, caching  # the local estimate still gates the call; not cached
+                return tokens, caching, full  # the local estimate still gates the call
+            self._remember(full, tokens, caching)
+        return tokens, caching, full
+
+    def _remember(self, key: bytes, tokens: int, caching: bool) -> None:
+        """Cache the exact input count of the prompt whose key is ``key`` (bounded LRU)."""
+        counts = self._counts
         counts[key] = (tokens, caching)
+        counts.move_to_end(key)
         if len(counts) > 4096:
             counts.popitem(last=False)
-        return tokens, caching
 
     async def _call_one(
         self,
@@ -554,7 +587,7 @@ class Model:
             if left <= 0:
                 outcome, error_type = "timeout", "deadline"
                 raise DeadlineExceeded(f"{self.name}: the deadline passed before the call")
-            estimate, caching = await self._estimate(params, left)
+            estimate, caching, prompt_key = await self._estimate(params, left)
             in_price = self.price.max_input if caching else self.price.input
             hold_usd = (estimate * in_price + max_tokens * self.price.output) / 1_000_000.0
             request = {**params, "model": self.name}
@@ -643,6 +676,10 @@ class Model:
                     raise
                 attempts += 1
                 cost = self._settle(reservation, used, budget)
+                if self.estimate == "count_tokens":  # the next turn's prefix, counted exactly
+                    total = used.input + used.cache_read + used.cache_write_5m + used.cache_write_1h
+                    if total:
+                        self._remember(prompt_key, total, caching)
                 if self.breaker is not None:
                     self.breaker.record_success()
                 if first is not None:
