@@ -37,10 +37,7 @@ from understudy.errors import (
     HandlerCancelled,
     UnderstudyError,
 )
-from understudy.events import (
-    DeadLetters,
-    EventStream,
-)
+from understudy.events import DeadLetters, EventStream
 from understudy.messages import ExitReason, Message
 
 if TYPE_CHECKING:

@@ -20,7 +20,6 @@ from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import anyio.lowlevel
 
 from understudy._checks import check_name
 from understudy.actors import DEFAULT_SHUTDOWN, A, Answers, Durability, Limits, logger

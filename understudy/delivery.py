@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import anyio
-import anyio.lowlevel
 
 from understudy.actors import Envelope, Guarding, Limits
 from understudy.dispatch import resolve_handler
@@ -30,9 +29,7 @@ from understudy.errors import (
     RuntimeClosed,
     UnknownActor,
 )
-from understudy.events import (
-    DeadLetter,
-)
+from understudy.events import DeadLetter
 from understudy.messages import Message
 from understudy.refs import Ref, _current
 

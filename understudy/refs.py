@@ -18,13 +18,10 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
-import anyio.lowlevel
 
 from understudy.actors import Envelope, Idle, R
 from understudy.dispatch import resolve_handler
-from understudy.errors import (
-    DeadlineExceeded,
-)
+from understudy.errors import DeadlineExceeded
 from understudy.messages import Message, Request
 
 if TYPE_CHECKING:
