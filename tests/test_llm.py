@@ -433,3 +433,48 @@ async def test_a_conversation_s_next_turn_is_estimated_from_its_counted_prefix()
     fake.script(FakeMessagesAPI.text("ok"))
     await model.create(max_tokens=5, system="Other.", messages=turn1)
     assert len([r for r in fake.requests if r.path.endswith("count_tokens")]) == 2
+
+
+class Draft(us.Request[str], frozen=True):
+    text: str
+
+
+class Writer(us.Actor):
+    """An actor that answers through one model (the shape that composes with first_of)."""
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+
+    async def draft(self, msg: Draft) -> str:
+        reply = await self.model.create(
+            max_tokens=20, messages=[{"role": "user", "content": msg.text}]
+        )
+        return "".join(block.text for block in reply.content if block.type == "text")
+
+
+async def test_models_compose_with_first_of_through_the_actors_that_call_them() -> None:
+    """A model's failures are answers of the actor that calls it, so ``us.first_of`` over
+    such actors falls back from a failing model to another: first on its exhausted retries,
+    then at once on its open breaker (no request sent), and the actor is never restarted."""
+    primary, backup = FakeMessagesAPI(), FakeMessagesAPI()
+    primary.script(FakeMessagesAPI.overloaded(), FakeMessagesAPI.overloaded())
+    backup.script(*(FakeMessagesAPI.text("from the backup") for _ in range(3)))
+    big = primary.model(
+        "claude-sonnet-4-5",
+        retries=0,
+        estimate="local",
+        breaker=us.Breaker(failures=2, reset_after=60.0),
+    )
+    small = backup.model("claude-haiku-4-5", estimate="local")
+    async with us.Runtime() as rt:
+        await rt.spawn(lambda: Writer(big), name="big")
+        await rt.spawn(lambda: Writer(small), name="small")
+        chain = us.first_of(rt.ref("big"), rt.ref("small"))
+        answers = [await chain.ask_with_source(Draft("hi"), timeout=5) for _ in range(3)]
+        restarts = {info.name: info.restarts for info in rt.tree()}
+    assert [a.value for a in answers] == ["from the backup"] * 3
+    assert all(a.source is not None and a.source.name == "small" for a in answers)
+    why = [type(a.failures[0][1]) for a in answers]
+    assert why == [us.LLMRetriesExhausted, us.LLMRetriesExhausted, us.CircuitOpen]
+    assert len([r for r in primary.requests if r.path == "/v1/messages"]) == 2
+    assert restarts == {"big": 0, "small": 0}
