@@ -56,6 +56,7 @@ from understudy.actors import (
     Cell,
     Ref,
     _cell_of,
+    actor_class_of,
     check_positive,
 )
 from understudy.breaker import Breaker, BreakerStateChanged, check_breaker
@@ -240,12 +241,14 @@ class Router:
         "rerouted",
         "resizes",
         "routing",
+        "worker_class",
         "workers",
     )
 
     def __init__(self, name: str, cell: Cell, spec: Pool) -> None:
         self.name = name
         self.cell = cell
+        self.worker_class: type[Actor] = actor_class_of(spec.worker.actor, f"pool {name!r}")[0]
         self.workers: list[Cell] = []
         self.cursor = itertools.count()
         self.routing = spec.routing
@@ -344,6 +347,11 @@ class PoolRef(Ref):
 
     def __hash__(self) -> int:
         return hash(self._router)
+
+    @property
+    def worker_class(self) -> type[Actor]:
+        """The actor class of the pool's workers (what a message to the pool is handled by)."""
+        return self._router.worker_class
 
     def _router_cell(self) -> Cell:
         return self._router.cell

@@ -74,6 +74,7 @@ from understudy.errors import (
     UnknownActor,
 )
 from understudy.messages import Message, Request, Terminated
+from understudy.pools import PoolRef
 
 if TYPE_CHECKING:
     from anthropic.types import Message as ApiMessage
@@ -387,7 +388,9 @@ class Agent(Actor):
                         "the tool actors before the agents that use them"
                     )
                 ref = rt.ref(tool)
-                found = tool_specs(ref._cell.actor_class, tool)
+                # a pool's ref routes to its workers: the tools are its workers' class's
+                served = ref.worker_class if isinstance(ref, PoolRef) else ref._cell.actor_class
+                found = tool_specs(served, tool)
             for spec in found:
                 if spec.name in specs or (spec.name == cls.output_tool and cls.output):
                     first = specs[spec.name].actor if spec.name in specs else "output_tool"
