@@ -1,8 +1,10 @@
 """Durable agent turns: 100 concurrent conversations of 4 turns (3 tool calls, then an answer).
 
 Every side uses the same ``anthropic.AsyncAnthropic`` client over the same
-``httpx2.MockTransport`` (zero latency) returning the same response bodies: a ``tool_use``
-of a ``lookup`` tool for the first three model calls of a conversation, then a text answer.
+``understudy.testing.FakeMessagesAPI`` (its ``httpx2.MockTransport``, zero latency) returning
+the same replies: a ``tool_use`` of a ``lookup`` tool for the first three model calls of a
+conversation, then a text answer. The agent calls it through ``understudy.llm.Model`` (budget,
+call record and metrics per call: the layer's real cost); the baselines call the SDK bare.
 
 understudy: each conversation is an ``us.Agent`` actor (named ``conv-i``) with a read-only
 ``us.Tool`` actor; every model response and every tool result is committed to the store
@@ -33,10 +35,11 @@ from typing import Any
 
 import anthropic
 import anyio
-import httpx2
 
 import understudy as us
 from bench.harness import Benchmark, Metric, Sample, check
+from understudy.llm import Model, Price
+from understudy.testing import FakeMessagesAPI, Received, Reply
 
 TOOL_TURNS = 3
 
@@ -58,62 +61,28 @@ def lookup(word: str) -> str:
     return f"{word}: a word"
 
 
-def _body(request: httpx2.Request) -> bytes:
-    payload = json.loads(request.content)
-    turn = sum(1 for m in payload["messages"] if m["role"] == "assistant")
-    usage = {"input_tokens": 100, "output_tokens": 20}
+def respond(request: Received) -> Reply:
+    """The reply to a request: a ``lookup`` call for each of the first three model calls of
+    a conversation, then the answer (100 input, 20 output tokens each)."""
+    turn = sum(1 for m in request.body["messages"] if m["role"] == "assistant")
     if turn < TOOL_TURNS:
-        content: list[dict[str, Any]] = [
-            {"type": "text", "text": "Let me look that up."},
-            {
-                "type": "tool_use",
-                "id": f"toolu_{turn}",
-                "name": "lookup",
-                "input": {"word": f"w{turn}"},
-            },
-        ]
-        stop = "tool_use"
-    else:
-        content = [{"type": "text", "text": "All three words are words."}]
-        stop = "end_turn"
-    return json.dumps(
-        {
-            "id": "msg_1",
-            "type": "message",
-            "role": "assistant",
-            "model": "claude-fake",
-            "content": content,
-            "stop_reason": stop,
-            "stop_sequence": None,
-            "usage": usage,
-        }
-    ).encode()
+        call = FakeMessagesAPI.use("lookup", {"word": f"w{turn}"}, tool_id=f"toolu_{turn}")
+        return FakeMessagesAPI.tool_uses(call, text="Let me look that up.", **USAGE)
+    return FakeMessagesAPI.text("All three words are words.", **USAGE)
 
 
-def handler(request: httpx2.Request) -> httpx2.Response:
-    return httpx2.Response(
-        200, content=_body(request), headers={"content-type": "application/json"}
-    )
+USAGE = {"input_tokens": 100, "output_tokens": 20}
 
 
-def client() -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(
-        api_key="bench",
-        max_retries=0,
-        http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(handler)),
-    )
+def fake() -> FakeMessagesAPI:
+    """The zero-latency fake every side talks to (over its in-process mock transport)."""
+    return FakeMessagesAPI(respond=respond)
 
 
-class SDKModel:
-    """The SDK's ``messages.create`` as an agent's model (no budget: none is open)."""
-
-    name = "claude-fake"
-
-    def __init__(self, sdk: anthropic.AsyncAnthropic) -> None:
-        self.sdk = sdk
-
-    async def create(self, **params: Any) -> Any:
-        return await self.sdk.messages.create(model=self.name, **params)
+def model(api: FakeMessagesAPI) -> Model:
+    """The agent's model: an ``understudy.llm.Model`` on ``api``, free, estimating locally
+    (one request per call, as the baselines), no retries or breaker (no faults here)."""
+    return api.model("claude-fake", price=Price.zero(), estimate="local", retries=0, breaker=None)
 
 
 TOOLS = [
@@ -138,10 +107,10 @@ def _sample(turns: int, wall: float, cpu: float, stored: int, conversations: int
 
 
 async def ours(conversations: int) -> Sample:
-    sdk = client()
+    api = fake()
 
     class Reader(us.Agent):
-        model = SDKModel(sdk)
+        model = model(api)
         system = "You look words up."
         tools = ("dictionary",)
         max_tokens = 256
@@ -192,7 +161,7 @@ async def _loop(sdk: anthropic.AsyncAnthropic, commit: Any, key: str) -> int:
 
 
 async def _baseline(conversations: int, commit: Any) -> tuple[float, float, list[int]]:
-    sdk = client()
+    sdk = fake().client()
     turns: list[int] = []
 
     async def one(i: int) -> None:

@@ -118,8 +118,7 @@ class Conversation(us.Actor):
     persistent = True
 
     class State(msgspec.Struct):
-        # The store engineer's us.Log[str] replaces this list (a one-line change).
-        history: list[str] = msgspec.field(default_factory=list)
+        history: us.Log[str] = us.Log.field()  # append-only, persisted by delta
 
     async def turn(self, msg: Turn) -> int:
         await anyio.sleep(0.1)  # simulated I/O (a model or tool call)

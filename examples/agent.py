@@ -1,9 +1,9 @@
 """An agent with two tools, answering offline.
 
-The model here is a few lines of script standing in for Claude (it calls both tools, then
-answers from their results), so the example runs without a network or an API key. With a
-real model, set ``model = us.llm.Model("claude-haiku-4-5")`` instead; in tests, use the fake
-Messages API of ``understudy.testing``.
+The model here is ``understudy.testing``'s fake Messages API, scripted by a few lines standing
+in for Claude (it calls both tools, then answers from their results), so the example runs
+without a network or an API key: the agent calls it through a real ``us.llm.Model`` and the
+real SDK. With Claude, set ``model = us.llm.Model("claude-haiku-4-5")`` instead.
 
 Run: ``python examples/agent.py [asyncio|trio]``.
 """
@@ -13,11 +13,9 @@ from __future__ import annotations
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
-
-from anthropic.types import Message
 
 import understudy as us
+from understudy.testing import FakeMessagesAPI, Received, Reply
 
 
 class GetWeather(us.Request[str], frozen=True):
@@ -42,34 +40,22 @@ class Travel(us.Tool):
         return round(msg.euros * 1.08, 2)
 
 
-class ScriptedModel:
+def claude(request: Received) -> Reply:
     """Stands in for Claude: first calls both tools, then answers from their results."""
+    last = request.body["messages"][-1]["content"]
+    results = [block["content"] for block in last if block["type"] == "tool_result"]
+    if results:
+        return fake.text(f"It is {results[0]}; 20 EUR is {results[1]} USD.")
+    return fake.tool_uses(
+        fake.use("get_weather", {"city": "Paris"}), fake.use("convert", {"euros": 20})
+    )
 
-    name = "scripted"
 
-    async def create(self, **params: Any) -> Message:
-        last = params["messages"][-1]["content"]
-        results = [block["content"] for block in last if block["type"] == "tool_result"]
-        if results:
-            content: list[dict[str, Any]] = [
-                {"type": "text", "text": f"It is {results[0]}; 20 EUR is {results[1]} USD."}
-            ]
-            stop = "end_turn"
-        else:
-            content = [
-                {"type": "tool_use", "id": "t1", "name": "get_weather", "input": {"city": "Paris"}},
-                {"type": "tool_use", "id": "t2", "name": "convert", "input": {"euros": 20}},
-            ]
-            stop = "tool_use"
-        return Message.model_validate(
-            {"id": "msg", "type": "message", "role": "assistant", "model": self.name,
-             "content": content, "stop_reason": stop,
-             "usage": {"input_tokens": 50, "output_tokens": 20}}
-        )  # fmt: skip
+fake = FakeMessagesAPI(respond=claude)
 
 
 class Guide(us.Agent):
-    model = ScriptedModel()
+    model = fake.model("claude-haiku-4-5")  # an us.llm.Model on the fake Messages API
     system = "You help travellers."
     tools = ("travel",)
 

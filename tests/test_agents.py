@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -10,7 +12,8 @@ import msgspec
 import pytest
 
 import understudy as us
-from tests.agents_fake import Script, SDKModel, message, text, tools, use
+from tests.agents_replies import fake, message, model, sent, text, tools, use
+from understudy.testing import FakeMessagesAPI
 
 pytestmark = pytest.mark.anyio
 
@@ -57,10 +60,10 @@ class Money(us.Tool):
         return msg.amount * 2
 
 
-def agent(script: Script, **attrs: Any) -> type[us.Agent]:
+def agent(script: FakeMessagesAPI, **attrs: Any) -> type[us.Agent]:
     attrs.setdefault("tools", ("weather", "money"))
     attrs.setdefault("system", "You help travellers.")
-    attrs["model"] = SDKModel(script.client())
+    attrs.setdefault("model", model(script))
     return type("Helper", (us.Agent,), attrs)
 
 
@@ -91,7 +94,7 @@ def results(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 async def test_two_tools_called_in_parallel_and_answered(tmp_path: Path) -> None:
     Weather.peak = 0
-    script = Script(
+    script = fake(
         tools(
             use("get_weather", {"city": "Paris"}, id="t1"),
             use("get_weather", {"city": "Rome", "days": 2}, id="t2"),
@@ -108,7 +111,7 @@ async def test_two_tools_called_in_parallel_and_answered(tmp_path: Path) -> None
     assert answer.turns == 2
     assert answer.usage.input == 20 and answer.usage.output == 10
     assert Weather.peak == 2  # the weather and money calls overlapped (two actors)
-    first, second = script.requests
+    first, second = sent(script)
     assert first["system"][0]["cache_control"] == {"type": "ephemeral"}
     assert {t["name"] for t in first["tools"]} == {"get_weather", "convert"}
     weather = next(t for t in first["tools"] if t["name"] == "get_weather")
@@ -123,7 +126,7 @@ async def test_two_tools_called_in_parallel_and_answered(tmp_path: Path) -> None
 
 
 async def test_validation_error_goes_back_and_the_model_corrects_it(tmp_path: Path) -> None:
-    script = Script(
+    script = fake(
         tools(use("get_weather", {"city": 12}, id="bad")),
         tools(use("get_weather", {"city": "Oslo"}, id="good")),
         text("Oslo is sunny."),
@@ -133,16 +136,16 @@ async def test_validation_error_goes_back_and_the_model_corrects_it(tmp_path: Pa
         conv = await spawn(rt, agent(script), "c")
         answer = await conv.ask(us.Prompt("Oslo?"))
     assert answer.text == "Oslo is sunny."
-    (error,) = results(script.requests[1])
+    (error,) = results(sent(script)[1])
     assert error["is_error"] is True
     assert "Invalid input for tool 'get_weather'" in error["content"]
     assert "$.city" in error["content"] and "Expected `str`" in error["content"]
-    (ok,) = results(script.requests[2])
+    (ok,) = results(sent(script)[2])
     assert ok["content"] == "sunny in Oslo for 1 days" and "is_error" not in ok
 
 
 async def test_unknown_tool_and_failing_tool_are_errors_the_model_reads(tmp_path: Path) -> None:
-    script = Script(
+    script = fake(
         tools(
             use("teleport", {"to": "Mars"}, id="u"),
             use("convert", {"amount": 1, "to": "XXX"}, id="f"),
@@ -154,26 +157,26 @@ async def test_unknown_tool_and_failing_tool_are_errors_the_model_reads(tmp_path
         conv = await spawn(rt, agent(script), "c")
         answer = await conv.ask(us.Prompt("Teleport me"))
     assert answer.text == "I cannot do that."
-    got = {r["tool_use_id"]: r for r in results(script.requests[1])}
+    got = {r["tool_use_id"]: r for r in results(sent(script)[1])}
     assert got["u"]["is_error"] and "There is no tool named 'teleport'" in got["u"]["content"]
     assert "convert, get_weather" in got["u"]["content"]
     assert got["f"]["is_error"] and "ValueError: unknown currency XXX" in got["f"]["content"]
 
 
 async def test_too_many_tool_errors_stop_with_a_typed_error(tmp_path: Path) -> None:
-    script = Script(default=tools(use("teleport", {})))
+    script = fake(default=tools(use("teleport", {})))
     async with us.Runtime(store=tmp_path / "a.db") as rt:
         await start(rt)
         conv = await spawn(rt, agent(script, max_tool_errors=2, max_turns=10), "c")
         with pytest.raises(us.ToolErrorLimit, match="more than 2 tool calls failed") as info:
             await conv.ask(us.Prompt("go"))
-    assert len(script.requests) == 3
+    assert len(sent(script)) == 3
     assert info.value.errors[-1][0] == "teleport"
 
 
 @pytest.mark.parametrize("stop", ["end_turn", "stop_sequence"])
 async def test_end_turn_and_stop_sequence_answer(tmp_path: Path, stop: str) -> None:
-    script = Script(text("done", stop=stop))
+    script = fake(text("done", stop=stop))
     async with us.Runtime(store=tmp_path / "a.db") as rt:
         await start(rt)
         conv = await spawn(rt, agent(script), "c")
@@ -182,9 +185,8 @@ async def test_end_turn_and_stop_sequence_answer(tmp_path: Path, stop: str) -> N
 
 
 async def test_refusal_is_a_typed_outcome(tmp_path: Path) -> None:
-    body = text("I can't help with that.", stop="refusal")
-    body["stop_details"] = {"type": "refusal", "category": "cyber", "explanation": "no"}
-    script = Script(body, text("Hello again"))
+    body = FakeMessagesAPI.refusal("I can't help with that.", category="cyber")
+    script = fake(body, text("Hello again"))
     async with us.Runtime(store=tmp_path / "a.db") as rt:
         await start(rt)
         conv = await spawn(rt, agent(script), "c")
@@ -195,7 +197,7 @@ async def test_refusal_is_a_typed_outcome(tmp_path: Path) -> None:
         # the conversation goes on; the next request is valid (alternating roles)
         answer = await conv.ask(us.Prompt("hello"))
     assert answer.text == "Hello again"
-    roles = [m["role"] for m in script.requests[1]["messages"]]
+    roles = [m["role"] for m in sent(script)[1]["messages"]]
     assert roles == ["user", "assistant", "user"]
 
 
@@ -207,9 +209,9 @@ async def test_max_tokens_mid_tool_use_is_typed_and_the_history_stays_valid(
             {"type": "text", "text": "Let me"},
             {"type": "tool_use", "id": "cut", "name": "get_weather", "input": {}},
         ],
-        "max_tokens",
+        stop="max_tokens",
     )
-    script = Script(cut, text("ok"))
+    script = fake(cut, text("ok"))
     async with us.Runtime(store=tmp_path / "a.db") as rt:
         await start(rt)
         conv = await spawn(rt, agent(script, max_tokens=20), "c")
@@ -217,7 +219,7 @@ async def test_max_tokens_mid_tool_use_is_typed_and_the_history_stays_valid(
             await conv.ask(us.Prompt("weather?"))
         assert info.value.stop_reason == "max_tokens" and info.value.text == "Let me"
         await conv.ask(us.Prompt("again"))
-    last = script.requests[1]["messages"][-1]
+    last = sent(script)[1]["messages"][-1]
     # the cut tool_use is answered before the new text, in the same user message
     assert last["content"][0]["type"] == "tool_result"
     assert last["content"][0]["tool_use_id"] == "cut" and last["content"][0]["is_error"]
@@ -225,86 +227,86 @@ async def test_max_tokens_mid_tool_use_is_typed_and_the_history_stays_valid(
 
 
 async def test_pause_turn_continues_with_the_paused_content(tmp_path: Path) -> None:
-    script = Script(text("Searching", stop="pause_turn"), text(" found it"))
+    script = fake(text("Searching", stop="pause_turn"), text(" found it"))
     async with us.Runtime(store=tmp_path / "a.db") as rt:
         await start(rt)
         conv = await spawn(rt, agent(script), "c")
         answer = await conv.ask(us.Prompt("search"))
     assert answer.text == " found it" and answer.turns == 2
-    second = script.requests[1]["messages"]
+    second = sent(script)[1]["messages"]
     assert second[-1] == {"role": "assistant", "content": [{"type": "text", "text": "Searching"}]}
 
 
 async def test_max_turns_error(tmp_path: Path) -> None:
-    script = Script(default=tools(use("get_weather", {"city": "Nice"})))
+    script = fake(default=tools(use("get_weather", {"city": "Nice"})))
     async with us.Runtime(store=tmp_path / "a.db") as rt:
         await start(rt)
         conv = await spawn(rt, agent(script, max_turns=3), "c")
         with pytest.raises(us.MaxTurnsExceeded, match="after 3 model calls"):
             await conv.ask(us.Prompt("loop"))
-    assert len(script.requests) == 3
+    assert len(sent(script)) == 3
 
 
 async def test_max_turns_forced_answer(tmp_path: Path) -> None:
-    script = Script(tools(use("get_weather", {"city": "Nice"})), text("Nice is sunny."))
+    script = fake(tools(use("get_weather", {"city": "Nice"})), text("Nice is sunny."))
     async with us.Runtime(store=tmp_path / "a.db") as rt:
         await start(rt)
         conv = await spawn(rt, agent(script, max_turns=2, on_max_turns="answer"), "c")
         answer = await conv.ask(us.Prompt("loop"))
     assert answer.text == "Nice is sunny."
-    last = script.requests[1]
+    last = sent(script)[1]
     assert last["tool_choice"] == {"type": "none"}
     assert last["messages"][-1]["content"][-1]["text"].startswith("Stop using tools now")
 
 
 async def test_deadline_forces_a_final_answer(tmp_path: Path) -> None:
-    script = Script(tools(use("get_weather", {"city": "Nice"})), text("Quick answer."))
+    script = fake(tools(use("get_weather", {"city": "Nice"})), text("Quick answer."))
     async with us.Runtime(store=tmp_path / "a.db") as rt:
         await start(rt)
         conv = await spawn(rt, agent(script, answer_within=100.0), "c")
         answer = await conv.ask(us.Prompt("go"), timeout=60.0)
     assert answer.text == "Quick answer."
-    assert script.requests[0]["tool_choice"] == {"type": "none"}
+    assert sent(script)[0]["tool_choice"] == {"type": "none"}
 
 
 async def test_budget_exhausted_mid_conversation_is_typed_and_charges_nothing_more(
     tmp_path: Path,
 ) -> None:
-    script = Script(default=tools(use("get_weather", {"city": "Nice"})))
+    script = fake(default=tools(use("get_weather", {"city": "Nice"})))
     async with us.Runtime(store=tmp_path / "a.db") as rt:
         await start(rt)
         conv = await spawn(rt, agent(script, max_turns=50, max_tokens=100), "c")
         async with rt.budget(name="conv", tokens=400) as budget:
             with pytest.raises(us.BudgetExceeded):
                 await conv.ask(us.Prompt("loop"))
-        calls = len(script.requests)
+        calls = len(sent(script))
         assert 1 <= calls < 50
         assert budget.spent.tokens <= 400 and budget.reserved.tokens == 0
         assert budget.spent.tokens == calls * 15
 
 
 async def test_cheaper_fallback_model_when_the_budget_does_not_fit(tmp_path: Path) -> None:
-    big, small = Script(text("big")), Script(text("small"))
+    big, small = fake(text("big")), fake(text("small"))
     helper = agent(big, max_tokens=1000)
-    helper.model = SDKModel(big.client(), price=0.01)  # $10 for a 1,000-token answer
-    helper.fallbacks = (SDKModel(small.client(), name="claude-small", price=0.0001),)
+    helper.model = model(big, per_token=0.01)  # $10 for a 1,000-token answer
+    helper.fallbacks = (model(small, name="claude-small", per_token=0.0001),)
     async with us.Runtime(store=tmp_path / "a.db") as rt:
         await start(rt)
         conv = await spawn(rt, helper, "c")
         async with rt.budget(usd=1.0) as budget:
             reply = await conv.ask(us.Prompt("hi"))
         assert reply.text == "small"
-        assert big.requests == [] and len(small.requests) == 1  # the big one was never sent
+        assert sent(big) == [] and len(sent(small)) == 1  # the big one was never sent
         assert budget.spent.usd == pytest.approx(15 * 0.0001)
         # nothing fits at all: the typed error, and no call made
         async with rt.budget(usd=0.01):
             with pytest.raises(us.BudgetExceeded):
                 await conv.ask(us.Prompt("again"))
-    assert big.requests == [] and len(small.requests) == 1
+    assert sent(big) == [] and len(sent(small)) == 1
 
 
 async def test_answer_is_idempotent_by_prompt_id(tmp_path: Path) -> None:
-    script = Script(text("first answer"))
+    script = fake(text("first answer"))
     async with us.Runtime(store=tmp_path / "a.db") as rt:
         await start(rt)
         conv = await spawn(rt, agent(script), "c")
@@ -313,11 +315,11 @@ async def test_answer_is_idempotent_by_prompt_id(tmp_path: Path) -> None:
     assert one.text == two.text == "first answer"
     assert two.replayed and not one.replayed
     assert two.usage == one.usage and one.usage.total == 15
-    assert len(script.requests) == 1
+    assert len(sent(script)) == 1
 
 
 async def test_streaming_events_for_tools(tmp_path: Path) -> None:
-    script = Script(tools(use("get_weather", {"city": "Nice"}, id="w")), text("done"))
+    script = fake(tools(use("get_weather", {"city": "Nice"}, id="w")), text("done"))
     seen: list[us.AgentEvent] = []
 
     async def on_event(event: us.AgentEvent) -> None:
@@ -327,10 +329,12 @@ async def test_streaming_events_for_tools(tmp_path: Path) -> None:
         await start(rt)
         conv = await spawn(rt, agent(script), "c")
         await conv.ask(us.Prompt("go", on_event=on_event))
-    assert seen == [
+    # a Model streams: the answer's text arrives as TextDelta events after the tool's
+    assert [e for e in seen if not isinstance(e, us.TextDelta)] == [
         us.ToolStarted(1, "get_weather", "w"),
         us.ToolFinished(1, "get_weather", "w", False),
     ]
+    assert "".join(e.text for e in seen if isinstance(e, us.TextDelta)) == "done"
 
 
 class Verdict(msgspec.Struct, frozen=True):
@@ -340,7 +344,7 @@ class Verdict(msgspec.Struct, frozen=True):
 
 
 async def test_structured_output_corrected_after_validation_errors(tmp_path: Path) -> None:
-    script = Script(
+    script = fake(
         tools(use("final_answer", {"city": "Nice", "sunny": "yes", "score": 3}, id="o1")),
         text("Nice is sunny"),
         tools(use("final_answer", {"city": "Nice", "sunny": True, "score": 3}, id="o2")),
@@ -350,21 +354,21 @@ async def test_structured_output_corrected_after_validation_errors(tmp_path: Pat
         conv = await spawn(rt, agent(script, output=Verdict, output_retries=2, tools=()), "c")
         answer = await conv.ask(us.Prompt("Is Nice sunny?"))
     assert answer.output == Verdict("Nice", True, 3)
-    assert script.requests[0]["tool_choice"] == {"type": "tool", "name": "final_answer"}
-    (error,) = results(script.requests[1])
+    assert sent(script)[0]["tool_choice"] == {"type": "tool", "name": "final_answer"}
+    (error,) = results(sent(script)[1])
     assert error["is_error"] and "Expected `bool`, got `str` - at `$.sunny`" in error["content"]
-    nudge = script.requests[2]["messages"][-1]["content"][-1]["text"]
+    nudge = sent(script)[2]["messages"][-1]["content"][-1]["text"]
     assert "calling the final_answer tool" in nudge
 
 
 async def test_structured_output_gives_up_with_the_last_raw_output(tmp_path: Path) -> None:
-    script = Script(default=tools(use("final_answer", {"city": 1})))
+    script = fake(default=tools(use("final_answer", {"city": 1})))
     async with us.Runtime(store=tmp_path / "a.db") as rt:
         await start(rt)
         conv = await spawn(rt, agent(script, output=Verdict, output_retries=1, tools=()), "c")
         with pytest.raises(us.OutputInvalid) as info:
             await conv.ask(us.Prompt("?"))
-    assert len(script.requests) == 2
+    assert len(sent(script)) == 2
     assert info.value.raw == '{"city":1}'
     assert "Expected `str`, got `int` - at `$.city`" in info.value.error
     assert "not a valid Verdict after 2 attempts" in str(info.value)
@@ -375,7 +379,7 @@ async def test_context_hook_keeps_the_last_prompts_and_records_tokens_before_and
 ) -> None:
     from understudy.agents._log import ModelTurn, decode_entries
 
-    script = Script(
+    script = fake(
         text("Answer one is long " * 20),
         tools(use("get_weather", {"city": "Oslo"}, id="w")),
         text("Answer two."),
@@ -388,14 +392,14 @@ async def test_context_hook_keeps_the_last_prompts_and_records_tokens_before_and
             await conv.ask(us.Prompt(question))
         assert rt.store is not None
         rows = await rt.store.journal("c")
-    last = script.requests[-1]["messages"]
+    last = sent(script)[-1]["messages"]
     assert [m["role"] for m in last] == ["user"]
     summary, question = last[0]["content"]
     assert summary["text"].startswith("Summary of the earlier conversation:\nUser: one?")
     assert "Assistant: Answer two." in summary["text"]
     assert question == {"type": "text", "text": "three?"}
     # the second prompt's tool_use kept its tool_result (it was in the kept part)
-    during = script.requests[2]["messages"]
+    during = sent(script)[2]["messages"]
     assert [m["role"] for m in during] == ["user", "assistant", "user"]
     assert during[-1]["content"][0]["type"] == "tool_result"
     turns = [e for _, e in decode_entries(rows) if isinstance(e, ModelTurn)]
@@ -404,9 +408,7 @@ async def test_context_hook_keeps_the_last_prompts_and_records_tokens_before_and
 
 
 async def test_streaming_text_deltas_reach_the_caller_in_order(tmp_path: Path) -> None:
-    from tests.agents_fake import StreamingSDKModel
-
-    script = Script(
+    script = fake(
         tools(use("get_weather", {"city": "Nice"}, id="w"), say="Checking now."),
         text("Nice is sunny today."),
     )
@@ -415,34 +417,38 @@ async def test_streaming_text_deltas_reach_the_caller_in_order(tmp_path: Path) -
     async def on_event(event: us.AgentEvent) -> None:
         seen.append(event)
 
-    helper = agent(script)
-    helper.model = StreamingSDKModel(script.streaming_client())
+    helper = agent(script)  # a Model has stream(): with on_event, the agent streams
     async with us.Runtime(store=tmp_path / "a.db") as rt:
         await start(rt)
         conv = await spawn(rt, helper, "c")
         reply = await conv.ask(us.Prompt("go", on_event=on_event))
     assert reply.text == "Nice is sunny today."
-    deltas = [e.text for e in seen if isinstance(e, us.TextDelta)]
-    assert deltas == ["Checking ", "now.", "Nice ", "is ", "sunny ", "today."]
     kinds = [type(e).__name__ for e in seen]
-    assert kinds == ["TextDelta", "TextDelta", "ToolStarted", "ToolFinished"] + ["TextDelta"] * 4
+    started = kinds.index("ToolStarted")
+    # the first turn's text in pieces, the tool's events, then the answer's text in pieces
+    assert kinds[started : started + 2] == ["ToolStarted", "ToolFinished"]
+    before = [e.text for e in seen[:started] if isinstance(e, us.TextDelta)]
+    after = [e.text for e in seen[started + 2 :] if isinstance(e, us.TextDelta)]
+    assert len(before) == started >= 2 and len(after) == len(kinds) - started - 2 >= 2
+    assert "".join(before) == "Checking now." and "".join(after) == "Nice is sunny today."
     # the streamed tool input arrived whole
-    assert script.requests[1]["messages"][1]["content"][1]["input"] == {"city": "Nice"}
+    assert sent(script)[1]["messages"][1]["content"][1]["input"] == {"city": "Nice"}
 
 
 async def test_stream_as_an_async_iterator_ends_with_the_reply(tmp_path: Path) -> None:
     from understudy.agents import Done, stream
 
-    script = Script(tools(use("get_weather", {"city": "Nice"}, id="w")), text("done"))
+    script = fake(tools(use("get_weather", {"city": "Nice"}, id="w")), text("done"))
     async with us.Runtime(store=tmp_path / "a.db") as rt:
         await start(rt)
         conv = await spawn(rt, agent(script), "c")
         async with stream(conv, us.Prompt("go")) as events:
             seen = [event async for event in events]
-        assert [type(e).__name__ for e in seen] == ["ToolStarted", "ToolFinished", "Done"]
+        kinds = [type(e).__name__ for e in seen if not isinstance(e, us.TextDelta)]
+        assert kinds == ["ToolStarted", "ToolFinished", "Done"]
         last = seen[-1]
         assert isinstance(last, Done) and last.reply.text == "done"
-        script.add(text("no", stop="refusal"))
+        script.script(FakeMessagesAPI.refusal("no"))
         with pytest.raises(us.Refused):
             async with stream(conv, us.Prompt("bad")) as events:
                 async for _ in events:
@@ -466,18 +472,46 @@ class SlowTool(us.Tool):
 async def test_a_passed_deadline_stops_the_loop_and_the_prompt_continues_later(
     tmp_path: Path,
 ) -> None:
-    script = Script(tools(use("slow", {"q": "x"}, id="s")), text("finally"))
+    script = fake(tools(use("slow", {"q": "x"}, id="s")), text("finally"))
     async with us.Runtime(store=tmp_path / "a.db") as rt:
         await rt.spawn(SlowTool, name="slowtool")
         conv = await spawn(rt, agent(script, tools=("slowtool",), tool_timeout=None), "c")
         with pytest.raises(us.DeadlineExceeded):
             await conv.ask(us.Prompt("go", id="p"), timeout=0.1)
         await anyio.sleep(0.5)  # the tool answered; the agent made no model call after it
-        assert len(script.requests) == 1
+        assert len(sent(script)) == 1
         reply = await conv.ask(us.Prompt("go", id="p"))
-    assert reply.text == "finally" and len(script.requests) == 2
-    last = script.requests[1]["messages"][-1]["content"][0]
+    assert reply.text == "finally" and len(sent(script)) == 2
+    last = sent(script)[1]["messages"][-1]["content"][0]
     # The tool's ask was cut by the deadline; that read-only result was not committed, so
     # (the instance having been restarted) the tool ran again for the continued prompt. An
     # instance that survives (errors as answers) sends the timeout as is_error instead.
     assert last["content"] == "slow answer" or "did not answer in time" in last["content"]
+
+
+async def test_an_agents_calls_are_attributed_to_its_conversation_in_the_costs(
+    tmp_path: Path,
+) -> None:
+    from understudy.cli import main
+
+    one = fake(tools(use("get_weather", {"city": "Nice"})), text("Nice is sunny."))
+    two = fake(text("Hello."))
+    db = tmp_path / "a.db"
+    async with us.Runtime(store=db) as rt:
+        await start(rt)
+        first = await spawn(rt, agent(one, model=model(one, per_token=0.001)), "conv-1")
+        second = await spawn(rt, agent(two, model=model(two, per_token=0.001)), "conv-2")
+        # one budget (named for neither) over both: the records still name each conversation
+        async with rt.budget(name="nightly", usd=10.0) as budget:
+            await first.ask(us.Prompt("Nice?"))
+            await second.ask(us.Prompt("hi"))
+        rows = {row["conversation"]: row for row in await us.llm.costs(rt, by="conversation")}
+        settled = budget.spent.usd
+    assert set(rows) == {"conv-1", "conv-2"}
+    assert rows["conv-1"]["calls"] == 2 and rows["conv-2"]["calls"] == 1
+    assert rows["conv-1"]["usd"] == pytest.approx(2 * 15 * 0.001)
+    assert rows["conv-1"]["usd"] + rows["conv-2"]["usd"] == pytest.approx(settled)
+    out = io.StringIO()
+    assert main(["costs", str(db), "--by", "conversation", "--format", "json"], out) == 0
+    printed = {row["conversation"]: row["calls"] for row in json.loads(out.getvalue())}
+    assert printed == {"conv-1": 2, "conv-2": 1}

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 import understudy as us
-from tests.agents_fake import Script, SDKModel, text
+from tests.agents_replies import fake, model, text
 from understudy.agents import tool_specs
 
 pytestmark = pytest.mark.anyio
@@ -119,7 +119,7 @@ def test_an_output_type_that_is_not_an_object_is_refused() -> None:
 
 
 def _agent(**attrs: object) -> type[us.Agent]:
-    attrs.setdefault("model", SDKModel(Script(text("x")).client()))
+    attrs.setdefault("model", model(fake(text("x"))))
     return type("Helper", (us.Agent,), attrs)
 
 

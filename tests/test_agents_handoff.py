@@ -8,34 +8,32 @@ import msgspec
 import pytest
 
 import understudy as us
-from tests.agents_fake import Script, SDKModel, text, tools, use
+from tests.agents_replies import fake, model, sent, text, tools, use
 from understudy.agents._log import ToolDone, decode_entries
 
 pytestmark = pytest.mark.anyio
 
 
 async def test_three_deep_chain_with_nested_budgets_adding_up(tmp_path: Path) -> None:
-    s_expert = Script(text("The answer is 42."))
-    s_special = Script(
-        tools(use("expert", {"task": "compute it"}, id="e1")), text("Expert says 42.")
-    )
-    s_triage = Script(
+    s_expert = fake(text("The answer is 42."))
+    s_special = fake(tools(use("expert", {"task": "compute it"}, id="e1")), text("Expert says 42."))
+    s_triage = fake(
         tools(use("specialist", {"task": "ask the expert"}, id="h1")), text("It is 42.")
     )
 
     class Expert(us.Agent):
         """Knows the answer."""
 
-        model = SDKModel(s_expert.client())
+        model = model(s_expert)
 
     class Specialist(us.Agent):
         """Handles hard questions."""
 
-        model = SDKModel(s_special.client())
+        model = model(s_special)
         tools = (us.AgentTool("expert", Expert, tokens=2_000),)
 
     class Triage(us.Agent):
-        model = SDKModel(s_triage.client())
+        model = model(s_triage)
         tools = (us.AgentTool("specialist", Specialist, tokens=5_000),)
 
     async with us.Runtime(store=tmp_path / "a.db") as rt:
@@ -46,7 +44,7 @@ async def test_three_deep_chain_with_nested_budgets_adding_up(tmp_path: Path) ->
         rows = await rt.store.journal("t1")
         child_rows = await rt.store.journal("t1/h1")
     assert answer.text == "It is 42."
-    calls = len(s_expert.requests) + len(s_special.requests) + len(s_triage.requests)
+    calls = len(sent(s_expert)) + len(sent(s_special)) + len(sent(s_triage))
     assert calls == 5
     assert budget.spent.tokens == 15 * calls  # every call charged once, to the nesting
     assert budget.reserved.tokens == 0
@@ -61,7 +59,7 @@ async def test_three_deep_chain_with_nested_budgets_adding_up(tmp_path: Path) ->
     (deeper,) = [e for _, e in decode_entries(child_rows) if isinstance(e, ToolDone)]
     assert deeper.conversation == "t1/h1/e1" and deeper.usage.total == 15
     # the specialist's tool schema is the task
-    tool = s_triage.requests[0]["tools"][0]
+    tool = sent(s_triage)[0]["tools"][0]
     assert tool["name"] == "specialist" and tool["description"] == "Handles hard questions."
     assert tool["input_schema"]["properties"] == {"task": {"type": "string"}}
 
@@ -69,17 +67,17 @@ async def test_three_deep_chain_with_nested_budgets_adding_up(tmp_path: Path) ->
 async def test_a_callee_over_its_nested_budget_is_an_error_for_the_caller(
     tmp_path: Path,
 ) -> None:
-    s_callee = Script(default=text("too long"))
-    s_caller = Script(tools(use("helper", {"task": "x"}, id="h")), text("Helper failed; sorry."))
+    s_callee = fake(default=text("too long"))
+    s_caller = fake(tools(use("helper", {"task": "x"}, id="h")), text("Helper failed; sorry."))
 
     class Helper(us.Agent):
         """Helps."""
 
-        model = SDKModel(s_callee.client())
+        model = model(s_callee)
         max_tokens = 500
 
     class Caller(us.Agent):
-        model = SDKModel(s_caller.client())
+        model = model(s_caller)
         tools = (us.AgentTool("helper", Helper, tokens=100),)
 
     async with us.Runtime(store=tmp_path / "a.db") as rt:
@@ -87,8 +85,8 @@ async def test_a_callee_over_its_nested_budget_is_an_error_for_the_caller(
         async with rt.budget(tokens=10_000) as budget:
             answer = await conv.ask(us.Prompt("go"))
     assert answer.text == "Helper failed; sorry."
-    assert s_callee.requests == []  # the callee's call did not fit its budget: never sent
-    result = s_caller.requests[1]["messages"][-1]["content"][0]
+    assert sent(s_callee) == []  # the callee's call did not fit its budget: never sent
+    result = sent(s_caller)[1]["messages"][-1]["content"][0]
     assert result["is_error"] and "could not finish" in result["content"]
     assert "budget 'c/h' cannot cover" in result["content"]
     assert budget.spent.tokens == 30
@@ -103,18 +101,18 @@ async def test_inspect_shows_the_conversation_turn_by_turn_with_its_usage(tmp_pa
 
     from understudy.cli import main
 
-    s_callee = Script(text("42"))
-    s_caller = Script(
+    s_callee = fake(text("42"))
+    s_caller = fake(
         tools(use("expert", {"task": "compute"}, id="h1"), say="Asking."), text("It is 42.")
     )
 
     class Expert(us.Agent):
         """Knows."""
 
-        model = SDKModel(s_callee.client())
+        model = model(s_callee)
 
     class Front(us.Agent):
-        model = SDKModel(s_caller.client())
+        model = model(s_caller)
         tools = (us.AgentTool("expert", Expert),)
 
     db = tmp_path / "a.db"

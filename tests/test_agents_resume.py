@@ -10,7 +10,8 @@ import anyio
 import pytest
 
 import understudy as us
-from tests.agents_fake import Script, SDKModel, text, tools, use
+from tests.agents_replies import fake, model, sent, text, tools, use
+from understudy.testing import FakeMessagesAPI
 
 pytestmark = pytest.mark.anyio
 
@@ -69,11 +70,11 @@ class Lookup(us.Tool):
         return f"found {msg.q}"
 
 
-def agent(script: Script, tools: tuple[str, ...] = ("mailer", "lookup")) -> type[us.Agent]:
+def agent(script: FakeMessagesAPI, tools: tuple[str, ...] = ("mailer", "lookup")) -> type[us.Agent]:
     return type(
         "Assistant",
         (us.Agent,),
-        {"model": SDKModel(script.client()), "tools": tools, "system": "You send mail."},
+        {"model": model(script), "tools": tools, "system": "You send mail."},
     )
 
 
@@ -115,7 +116,7 @@ async def _kill_during_send(rt: us.Runtime, conv: us.Ref, prompt: us.Prompt) -> 
 async def test_killed_agent_resumes_without_repeating_committed_model_calls(
     tmp_path: Path,
 ) -> None:
-    script = Script(
+    script = fake(
         tools(use("look", {"q": "a"}, id="l1")),
         tools(use("send", {"to": "bob", "body": "hi"}, id="s1")),
         text("Sent."),
@@ -126,13 +127,13 @@ async def test_killed_agent_resumes_without_repeating_committed_model_calls(
         conv = await supervised(rt, agent(script), "conv-7")
         prompt = us.Prompt("Mail bob", id="req-1")
         await _kill_during_send(rt, conv, prompt)
-        assert len(script.requests) == 2
+        assert len(sent(script)) == 2
         answer = await conv.ask(prompt)  # the same prompt again: it continues
     assert answer.text == "Sent." and not answer.replayed
-    assert len(script.requests) == 3  # the two committed model calls were not repeated
+    assert len(sent(script)) == 3  # the two committed model calls were not repeated
     assert Lookup.calls == 1  # its committed result was replayed, not re-run
     assert OUTBOX.attempts == 1 and list(OUTBOX.sent) == ["conv-7:2:s1"]
-    final = script.requests[2]["messages"]
+    final = sent(script)[2]["messages"]
     assert [m["role"] for m in final] == ["user", "assistant", "user", "assistant", "user"]
     assert final[-1]["content"] == [
         {"type": "tool_result", "tool_use_id": "s1", "content": "sent to bob (reconciled)"}
@@ -140,7 +141,7 @@ async def test_killed_agent_resumes_without_repeating_committed_model_calls(
 
 
 async def test_in_doubt_without_reconcile_stops_and_a_human_resolves_it(tmp_path: Path) -> None:
-    script = Script(tools(use("send", {"to": "eve", "body": "x"}, id="s9")), text("Done."))
+    script = fake(tools(use("send", {"to": "eve", "body": "x"}, id="s9")), text("Done."))
     async with us.Runtime(store=tmp_path / "a.db") as rt:
         await rt.spawn(Mailer, name="mailer")
         await rt.spawn(Lookup, name="lookup")
@@ -158,13 +159,13 @@ async def test_in_doubt_without_reconcile_stops_and_a_human_resolves_it(tmp_path
         answer = await conv.ask(prompt)
     assert answer.text == "Done."
     assert OUTBOX.attempts == 1
-    assert script.requests[-1]["messages"][-1]["content"][0]["content"] == (
+    assert sent(script)[-1]["messages"][-1]["content"][0]["content"] == (
         "sent to eve (checked by hand)"
     )
 
 
 async def test_reconcile_not_run_runs_the_call_once(tmp_path: Path) -> None:
-    script = Script(tools(use("send", {"to": "amy", "body": "x"}, id="s2")), text("ok"))
+    script = fake(tools(use("send", {"to": "amy", "body": "x"}, id="s2")), text("ok"))
     async with us.Runtime(store=tmp_path / "a.db") as rt:
         await rt.spawn(ReconcilingMailer, name="mailer")
         await rt.spawn(Lookup, name="lookup")
@@ -196,16 +197,16 @@ async def test_reconcile_not_run_runs_the_call_once(tmp_path: Path) -> None:
 
 async def test_a_committed_result_replays_after_a_restart_of_the_runtime(tmp_path: Path) -> None:
     db = tmp_path / "a.db"
-    first = Script(tools(use("send", {"to": "bob", "body": "hi"}, id="s1")))  # then: no reply
+    first = fake(tools(use("send", {"to": "bob", "body": "hi"}, id="s1")))  # then: no reply
     async with us.Runtime(store=db) as rt:
         await rt.spawn(Mailer, name="mailer")
         await rt.spawn(Lookup, name="lookup")
         conv = await supervised(rt, agent(first), "c")
         with anyio.move_on_after(5):
-            with pytest.raises(Exception, match="script exhausted"):
+            with pytest.raises(Exception, match="api_error"):
                 await conv.ask(us.Prompt("Mail bob", id="p"))
     assert OUTBOX.attempts == 1
-    second = Script(text("Sent it."))
+    second = fake(text("Sent it."))
     async with us.Runtime(store=db) as rt:  # a new process, the same store
         await rt.spawn(Mailer, name="mailer")
         await rt.spawn(Lookup, name="lookup")
@@ -214,29 +215,29 @@ async def test_a_committed_result_replays_after_a_restart_of_the_runtime(tmp_pat
         again = await conv.ask(us.Prompt("Mail bob", id="p"))
     assert answer.text == "Sent it." and again.replayed
     assert OUTBOX.attempts == 1  # the committed result replayed
-    (request,) = second.requests
+    (request,) = sent(second)
     assert request["messages"][-1]["content"][0]["content"] == "sent to bob"
 
 
 async def test_a_new_prompt_abandons_an_unfinished_one_and_keeps_the_history_valid(
     tmp_path: Path,
 ) -> None:
-    first = Script(tools(use("look", {"q": "x"}, id="l1")))
+    first = fake(tools(use("look", {"q": "x"}, id="l1")))
     db = tmp_path / "a.db"
     async with us.Runtime(store=db) as rt:
         await rt.spawn(Mailer, name="mailer")
         await rt.spawn(Lookup, name="lookup")
         conv = await supervised(rt, agent(first), "c")
-        with pytest.raises(Exception, match="script exhausted"):
+        with pytest.raises(Exception, match="api_error"):
             await conv.ask(us.Prompt("look x"))
-    second = Script(text("Hello"))
+    second = fake(text("Hello"))
     async with us.Runtime(store=db) as rt:
         await rt.spawn(Mailer, name="mailer")
         await rt.spawn(Lookup, name="lookup")
         conv = await supervised(rt, agent(second), "c")
         answer = await conv.ask(us.Prompt("hi"))
     assert answer.text == "Hello"
-    (request,) = second.requests
+    (request,) = sent(second)
     assert [m["role"] for m in request["messages"]] == ["user", "assistant", "user"]
     assert request["messages"][-1]["content"][0]["tool_use_id"] == "l1"
     assert request["messages"][-1]["content"][-1] == {"type": "text", "text": "hi"}
@@ -247,7 +248,7 @@ async def test_changed_tool_schema_refuses_a_resumed_conversation(tmp_path: Path
     async with us.Runtime(store=db) as rt:
         await rt.spawn(Mailer, name="mailer")
         await rt.spawn(Lookup, name="lookup")
-        conv = await supervised(rt, agent(Script(text("hi"))), "c")
+        conv = await supervised(rt, agent(fake(text("hi"))), "c")
         await conv.ask(us.Prompt("hello"))
 
     class Look2(us.Request[str], frozen=True):
@@ -265,13 +266,13 @@ async def test_changed_tool_schema_refuses_a_resumed_conversation(tmp_path: Path
     async with us.Runtime(store=db) as rt:
         await rt.spawn(Mailer, name="mailer")
         await rt.spawn(Lookup2, name="lookup")
-        conv = await supervised(rt, agent(Script(text("hi"))), "c")
+        conv = await supervised(rt, agent(fake(text("hi"))), "c")
         with pytest.raises(us.DeploymentChanged, match="tool 'look' has a new input schema"):
             await conv.ask(us.Prompt("again"))
 
 
 async def test_the_log_grows_by_delta(tmp_path: Path) -> None:
-    script = Script(default=text("ok " * 20))
+    script = fake(default=text("ok " * 20))
     async with us.Runtime(store=tmp_path / "a.db") as rt:
         await rt.spawn(Mailer, name="mailer")
         await rt.spawn(Lookup, name="lookup")
@@ -288,7 +289,7 @@ async def test_the_log_grows_by_delta(tmp_path: Path) -> None:
 async def test_a_committed_final_response_is_not_asked_again_after_a_crash(
     tmp_path: Path,
 ) -> None:
-    script = Script(text("The answer."))
+    script = fake(text("The answer."))
     helper = agent(script)
     crashes = [1]
     finish = helper._finish
@@ -308,4 +309,4 @@ async def test_a_committed_final_response_is_not_asked_again_after_a_crash(
             await conv.ask(us.Prompt("q", id="p"))
         reply = await conv.ask(us.Prompt("q", id="p"))
     assert reply.text == "The answer."
-    assert len(script.requests) == 1  # the committed response was used, not asked again
+    assert len(sent(script)) == 1  # the committed response was used, not asked again

@@ -24,7 +24,7 @@ class Conversation(us.Actor):
     starts = 0
 
     class State(msgspec.Struct):
-        history: list[str] = msgspec.field(default_factory=list)  # us.Log[str] once merged
+        history: us.Log[str] = us.Log.field()  # append-only, persisted by delta
 
     async def on_start(self) -> None:
         Conversation.starts += 1

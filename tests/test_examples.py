@@ -101,7 +101,7 @@ def test_agent_example_answers_with_its_two_tools_offline(backend: str) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "It is sunny, 24 C in Paris; 20 EUR is 21.6 USD.",
-        "2 model calls, 140 tokens",
+        "2 model calls, 373 tokens",
     ]
 
 

@@ -266,3 +266,49 @@ async def test_the_fake_killed_mid_stream_fails_the_call_within_its_deadline() -
             await server.__aexit__(None, None, None)  # kill the fake mid-stream
     (error,) = errors
     assert isinstance(error, (us.LLMStreamInterrupted, us.LLMRetriesExhausted, us.DeadlineExceeded))
+
+
+async def test_parallel_tool_uses_stream_each_input_whole_and_usage_can_be_fixed() -> None:
+    fake = FakeMessagesAPI(seed=12).script(
+        FakeMessagesAPI.tool_uses(
+            FakeMessagesAPI.use("get_weather", {"city": "Paris"}, tool_id="t1"),
+            FakeMessagesAPI.use("convert", {"amount": 10, "to": "EUR"}),
+            text="Checking.",
+            input_tokens=10,
+            output_tokens=5,
+        ),
+        FakeMessagesAPI.message(
+            [{"type": "text", "text": "Let me"}, FakeMessagesAPI.use("get_weather", {})],
+            stop_reason="max_tokens",
+        ),
+    )
+    respond_calls: list[int] = []
+
+    async with fake.client().messages.stream(
+        model="claude-sonnet-4-5", max_tokens=100, messages=HI
+    ) as stream:
+        message = await stream.get_final_message()
+    text, first, second = message.content
+    assert text.type == "text" and text.text == "Checking."
+    assert first.type == "tool_use" and first.id == "t1" and first.input == {"city": "Paris"}
+    assert second.type == "tool_use" and second.input == {"amount": 10, "to": "EUR"}
+    assert second.id.startswith("toolu_") and message.stop_reason == "tool_use"
+    assert (message.usage.input_tokens, message.usage.output_tokens) == (10, 5)
+    cut = await fake.client().messages.create(model="m", max_tokens=100, messages=HI)
+    assert cut.stop_reason == "max_tokens" and [b.type for b in cut.content] == ["text", "tool_use"]
+
+    # respond: a reply chosen from the request, after the script, before the default
+    def respond(request: Any) -> Any:
+        respond_calls.append(len(request.body["messages"]))
+        return FakeMessagesAPI.text("two messages") if len(request.body["messages"]) > 1 else None
+
+    fake = FakeMessagesAPI(respond=respond, default=FakeMessagesAPI.text("default"))
+    client = fake.client()
+    one = await client.messages.create(model="m", max_tokens=10, messages=HI)
+    two = await client.messages.create(
+        model="m",
+        max_tokens=10,
+        messages=[*HI, {"role": "assistant", "content": "Hi"}, {"role": "user", "content": "?"}],
+    )
+    assert (one.content[0].text, two.content[0].text) == ("default", "two messages")  # type: ignore[union-attr]
+    assert respond_calls == [1, 3]

@@ -7,6 +7,7 @@ import io
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -253,3 +254,19 @@ async def test_a_version_2_store_gains_the_llm_calls_table_and_keeps_its_rows(
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT actor, version FROM snapshots").fetchall() == [("alice", 4)]
     conn.close()
+
+
+@pytest.mark.anyio
+async def test_llm_conversation_names_the_calls_made_inside_it() -> None:
+    fake = FakeMessagesAPI(seed=5)
+    async with us.Runtime() as rt:
+        model = fake.model("claude-haiku-4-5", runtime=rt)
+        params: dict[str, Any] = {"max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
+        async with rt.budget(name="batch-7", usd=1.0):
+            with us.llm.conversation("ticket-42"):
+                await model.create(**params)
+            await model.create(**params)  # outside the block: the budget's name
+        records = us.llm.call_log(rt).records
+    assert [r.conversation for r in records] == ["ticket-42", "batch-7"]
+    with pytest.raises(TypeError, match="name must be a str"), us.llm.conversation(42):  # type: ignore[arg-type]
+        pass

@@ -22,7 +22,7 @@ store) with their version, last update time and state as JSON::
     understudy inspect app.db --log conv-1      # an actor's Log fields' entries, in order
     understudy inspect app.db --budgets         # persistent budgets: spent, reserved, limits
     understudy inspect app.db --entities        # entity types and their persisted keys
-    understudy inspect app.db --entity chat/42  # one entity's state
+    understudy inspect app.db --entity chat/42  # one entity's state and Log entries
 
 Exit status: 0 on success, 1 when the command failed (the reason on stderr: an endpoint that
 cannot be reached or answers with something else than a tree, a store that cannot be read),
@@ -213,7 +213,9 @@ def _add_inspect(commands: Any) -> None:
     parser.add_argument(
         "--entities", action="store_true", help="list entity types and their persisted keys"
     )
-    parser.add_argument("--entity", metavar="TYPE/KEY", help="show one entity's state")
+    parser.add_argument(
+        "--entity", metavar="TYPE/KEY", help="show one entity's state and its Log entries"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.set_defaults(handler=_inspect)
 
@@ -271,7 +273,7 @@ def _inspect(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _inspect_entities(args: argparse.Namespace, out: TextIO) -> int:
-    from understudy.persistence._inspect import snapshot_records
+    from understudy.persistence._inspect import log_records, snapshot_records
 
     if args.entity is not None:
         if "/" not in args.entity:
@@ -286,7 +288,10 @@ def _inspect_entities(args: argparse.Namespace, out: TextIO) -> int:
             return 1
         record = records[0]
         kind, key = args.entity.split("/", 1)
-        _write_json(out, {"type": kind, "key": key, **record})
+        # an entity's history is usually a Log field (its snapshot holds only the length):
+        # its entries are shown too, as ``--log`` shows them
+        log = log_records(args.store, args.entity)
+        _write_json(out, {"type": kind, "key": key, **record, "log": log})
         return 0
     types: dict[str, list[str]] = {}
     for record in snapshot_records(args.store):

@@ -16,14 +16,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import anthropic
 import anyio
-import httpx2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import understudy as us
-from tests.agents_fake import SDKModel
+from tests.agents_replies import model as agent_model
+from tests.agents_replies import text, tools, use
+from understudy.testing import FakeMessagesAPI, Received, Reply
 
 
 class Record(us.Request[str], frozen=True):
@@ -40,34 +40,17 @@ def _seen(outside: str) -> list[str]:
 def main() -> None:
     _, db, outside, requests, backend, count = sys.argv[1:]
 
-    def respond(request: httpx2.Request) -> httpx2.Response:
-        body = json.loads(request.content)
+    def respond(request: Received) -> Reply:
+        body = request.body
         turns = sum(1 for m in body["messages"] if m["role"] == "assistant")
         conv = body["metadata"]["user_id"]
         with open(requests, "a") as f:
             f.write(f"{conv} {turns}\n")
         if turns < 3:
-            content: list[dict[str, Any]] = [
-                {
-                    "type": "tool_use",
-                    "id": f"toolu_{conv}_{turns}",
-                    "name": "record",
-                    "input": {"n": turns},
-                }
-            ]
-            stop = "tool_use"
-        else:
-            content, stop = [{"type": "text", "text": f"{conv} done"}], "end_turn"
-        return httpx2.Response(200, json={
-            "id": "msg", "type": "message", "role": "assistant", "model": "claude-fake",
-            "content": content, "stop_reason": stop, "stop_sequence": None,
-            "usage": {"input_tokens": 10, "output_tokens": 5}})  # fmt: skip
+            return tools(use("record", {"n": turns}, id=f"toolu_{conv}_{turns}"))
+        return text(f"{conv} done")
 
-    client = anthropic.AsyncAnthropic(
-        api_key="x",
-        max_retries=0,
-        http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(respond)),
-    )
+    api = FakeMessagesAPI(respond=respond)
 
     class Recorder(us.Tool):
         async def record(self, msg: Record) -> str:
@@ -85,7 +68,7 @@ def main() -> None:
             return f"recorded {request.n}" if key in seen else us.NOT_RUN
 
     class Worker(us.Agent):
-        model = SDKModel(client)
+        model = agent_model(api, estimate="local")  # one request per model call
         tools = ("recorder",)
 
         async def prepare(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

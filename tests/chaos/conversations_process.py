@@ -45,7 +45,7 @@ class Conversation(us.Actor):
     persistent = True
 
     class State(msgspec.Struct):
-        history: list[str] = msgspec.field(default_factory=list)  # us.Log[str] once merged
+        history: us.Log[str] = us.Log.field()  # append-only, persisted by delta
 
     async def append(self, msg: Append) -> int:
         await anyio.sleep(0.005)  # simulated I/O

@@ -5,7 +5,6 @@ committed."""
 
 from __future__ import annotations
 
-import json
 import random
 import zlib
 from collections import Counter
@@ -13,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2
 import pytest
 
 import understudy as us
-from tests.agents_fake import Script, SDKModel
+from tests.agents_replies import model as agent_model
+from tests.agents_replies import text, tools, use
 from understudy.agents._log import Finished, Intent, ModelTurn, ToolDone, decode_entries
+from understudy.testing import FakeMessagesAPI, Received, Reply
 
 pytestmark = pytest.mark.anyio
 
@@ -69,28 +69,20 @@ def tool_turns(conv: str) -> int:
 
 
 def scripted(rng: random.Random) -> Any:
-    def respond(request: httpx2.Request) -> httpx2.Response:
-        body = json.loads(request.content)
+    """The reply to a request: 20 % overloaded (drawn in arrival order, so asking again
+    after a fault may succeed), else the conversation's next tool call or its answer."""
+
+    def respond(request: Received) -> Reply:
+        body = request.body
         if rng.random() < 0.2:
-            return httpx2.Response(
-                529, json={"type": "error", "error": {"type": "overloaded_error",
-                                                      "message": "Overloaded"}}
-            )  # fmt: skip
+            return FakeMessagesAPI.overloaded()
         conv = body["metadata"]["user_id"]
         turn = sum(1 for m in body["messages"] if m["role"] == "assistant")
         if turn < tool_turns(conv):
             name = "record" if turn % 2 == 0 else "look"
-            content: list[dict[str, Any]] = [
-                {"type": "tool_use", "id": f"t_{conv}_{turn}_{rng.randrange(10**6)}",
-                 "name": name, "input": {"n": turn}}
-            ]  # fmt: skip
-            stop = "tool_use"
-        else:
-            content, stop = [{"type": "text", "text": f"{conv}: done"}], "end_turn"
-        return httpx2.Response(200, json={
-            "id": "m", "type": "message", "role": "assistant", "model": "claude-fake",
-            "content": content, "stop_reason": stop, "stop_sequence": None,
-            "usage": {"input_tokens": 10, "output_tokens": 5}})  # fmt: skip
+            tool_id = f"t_{conv}_{turn}_{rng.randrange(10**6)}"
+            return tools(use(name, {"n": turn}, id=tool_id))
+        return text(f"{conv}: done")
 
     return respond
 
@@ -99,10 +91,8 @@ async def test_conversations_under_kills_and_api_faults(tmp_path: Path, anyio_ba
     OUTSIDE.clear()
     seed = SEEDS[anyio_backend]
     rng = random.Random(seed)
-    script = Script()
-    client = script.client()
-    client._client._transport = httpx2.MockTransport(scripted(rng))  # type: ignore[attr-defined]
-    model = SDKModel(client)
+    api = FakeMessagesAPI(seed=seed, respond=scripted(rng))
+    model = agent_model(api, estimate="local")  # one request per model call
     outcomes: dict[str, str] = {}
     async with us.Runtime(store=tmp_path / "chaos.db") as rt:
         await rt.start(us.Supervisor(

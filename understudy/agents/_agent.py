@@ -729,17 +729,22 @@ class Agent(Actor):
         models = (cls.model, *cls.fallbacks)
         started = time.perf_counter()
         error: BaseException | None = None
-        for model in models:
-            assert model is not None
-            try:
-                if on_event is not None and hasattr(model, "stream"):
-                    message = await _streamed(model, params, on_event)
-                else:
-                    message = await model.create(**params)
-                self._took = time.perf_counter() - started
-                return message, model
-            except (BudgetExceeded, CircuitOpen) as exc:
-                error = exc  # the next (cheaper, or healthy) model may do
+        # imported here: ``import understudy.agents`` stays free of the SDK's import cost
+        from understudy.llm import conversation as attributed
+
+        # the call records (``understudy costs DB --by conversation``) name this conversation
+        with attributed(conv.key):
+            for model in models:
+                assert model is not None
+                try:
+                    if on_event is not None and hasattr(model, "stream"):
+                        message = await _streamed(model, params, on_event)
+                    else:
+                        message = await model.create(**params)
+                    self._took = time.perf_counter() - started
+                    return message, model
+                except (BudgetExceeded, CircuitOpen) as exc:
+                    error = exc  # the next (cheaper, or healthy) model may do
         assert error is not None
         raise error
 

@@ -20,7 +20,14 @@ in the runtime's store (``understudy costs DB``) and in its metrics.
 """
 
 from understudy.llm._metrics import DURATION_BUCKETS, TTFT_BUCKETS, LLMMetrics
-from understudy.llm._model import RETRYABLE, LLMFallback, Model, check_request, classify
+from understudy.llm._model import (
+    RETRYABLE,
+    LLMFallback,
+    Model,
+    check_request,
+    classify,
+    conversation,
+)
 from understudy.llm._records import GROUPINGS, CallLog, CallRecord, read_records, summarize
 from understudy.llm.costs import call_log, costs
 from understudy.llm.pricing import BUCKETS, Price, PricingTable, Tokens, usage_buckets
@@ -42,6 +49,7 @@ __all__ = [
     "call_log",
     "check_request",
     "classify",
+    "conversation",
     "costs",
     "read_records",
     "summarize",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -9,7 +10,8 @@ import os
 import random
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import anthropic
@@ -253,6 +255,24 @@ def _uses_cache(params: Mapping[str, Any]) -> bool:
     return '"cache_control"' in json.dumps(
         [params.get("system"), params.get("tools"), params.get("messages")], default=str
     )
+
+
+_conversation: ContextVar[str] = ContextVar("understudy_llm_conversation", default="")
+
+
+@contextlib.contextmanager
+def conversation(name: str) -> Iterator[None]:
+    """Attribute the calls made inside this block (in this task and the tasks it starts) to
+    conversation ``name``: their :class:`CallRecord`'s ``conversation`` (``understudy costs
+    DB --by conversation``). Outside any block a call's conversation is its budget's name.
+    An agent sets it to its conversation id around each model call."""
+    if not isinstance(name, str):
+        raise TypeError(f"llm.conversation: name must be a str, not {type(name).__name__}")
+    token = _conversation.set(name)
+    try:
+        yield
+    finally:
+        _conversation.reset(token)
 
 
 class _Here:
@@ -704,7 +724,7 @@ class Model:
                 model=self.name,
                 agent=here.agent,
                 agent_type=here.agent_type,
-                conversation=budget.name if budget is not None else "",
+                conversation=_conversation.get() or (budget.name if budget is not None else ""),
                 correlation_id=here.correlation_id,
                 input_tokens=tokens.input,
                 output_tokens=tokens.output,

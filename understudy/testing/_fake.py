@@ -31,7 +31,8 @@ class Reply:
     silence before the response headers), ``idle_stall`` (``(after_events, seconds)``: silence
     between two stream events), ``reset_after`` (the connection drops after that many stream
     events), ``error_event_after`` (a 200 stream ends with an SSE ``error`` event after that
-    many events).
+    many events). ``input_tokens`` / ``output_tokens`` (when set) replace the usage the fake
+    would compute, for tests that assert exact token counts.
     """
 
     kind: str = "message"
@@ -51,6 +52,8 @@ class Reply:
     error_event_type: str = "overloaded_error"
     truncate_json: bool = False
     unknown_event: bool = False
+    input_tokens: int | None = None
+    output_tokens: int | None = None
 
 
 @dataclass
@@ -79,6 +82,9 @@ class Plan:
     delay: float = 0.0
     stream: bool = False
 
+
+Scripted = Callable[[Received], Reply | None]
+"""A ``respond`` function: the reply to a request (None: the fake's usual answer)."""
 
 RESET = object()
 """In a plan's chunks: drop the connection here."""
@@ -129,7 +135,10 @@ class FakeMessagesAPI:
     scripted reply, with a fault drawn from ``faults`` (default :data:`FAULTS`); the draw
     depends on the request body and its retry count, not on arrival order, so concurrent
     tests stay deterministic. ``stall`` is how long the stall faults stay silent.
-    ``default`` is the reply to an unscripted request (a short text).
+    ``default`` is the reply to an unscripted request (a short text). ``respond`` (a
+    function of the :class:`Received` request returning a :class:`Reply`, or None for the
+    usual answer) answers the unscripted requests whose reply depends on what they ask, e.g.
+    on the conversation in ``metadata`` or the turns so far; it runs before ``fault_rate``.
     """
 
     def __init__(
@@ -143,6 +152,7 @@ class FakeMessagesAPI:
         default: Reply | None = None,
         requests_limit: int = 4000,
         tokens_limit: int = 2_000_000,
+        respond: Scripted | None = None,
     ) -> None:
         if not 0 <= fault_rate <= 1:
             raise ValueError(f"FakeMessagesAPI: fault_rate must be in [0, 1], not {fault_rate}")
@@ -156,6 +166,7 @@ class FakeMessagesAPI:
         self.faults = faults
         self.stall = stall
         self.default = default if default is not None else self.text("Hello from the fake.")
+        self.respond = respond
         self.requests: list[Received] = []
         """Every request received, in arrival order."""
         self.requests_limit = requests_limit
@@ -193,6 +204,27 @@ class FakeMessagesAPI:
             blocks.append({"type": "text", "text": text})
         blocks.append({"type": "tool_use", "id": tool_id, "name": name, "input": input})
         return Reply(blocks=tuple(blocks), stop_reason="tool_use", **faults)
+
+    @staticmethod
+    def use(name: str, input: dict[str, Any], *, tool_id: str = "") -> dict[str, Any]:
+        """One ``tool_use`` block, for :meth:`tool_uses` and :meth:`message` (no ``tool_id``:
+        the fake makes one)."""
+        return {"type": "tool_use", "id": tool_id, "name": name, "input": input}
+
+    @staticmethod
+    def tool_uses(*uses: dict[str, Any], text: str = "", **faults: Any) -> Reply:
+        """A ``tool_use`` reply with several (parallel) calls, each made by :meth:`use`,
+        after an optional text block."""
+        blocks = ([{"type": "text", "text": text}] if text else []) + [dict(u) for u in uses]
+        return Reply(blocks=tuple(blocks), stop_reason="tool_use", **faults)
+
+    @staticmethod
+    def message(
+        blocks: Iterable[dict[str, Any]], *, stop_reason: str = "end_turn", **faults: Any
+    ) -> Reply:
+        """A reply of any content blocks (``{"type": "text", ...}``, :meth:`use`...) and any
+        stop reason (e.g. ``max_tokens`` after a complete ``tool_use`` block)."""
+        return Reply(blocks=tuple(dict(b) for b in blocks), stop_reason=stop_reason, **faults)
 
     @staticmethod
     def max_tokens_in_tool_use(name: str, input: dict[str, Any]) -> Reply:
@@ -385,7 +417,11 @@ class FakeMessagesAPI:
                 [*base, ("content-type", "application/json")],
                 [_json_bytes({"input_tokens": total})],
             )
-        reply = self._script.popleft() if self._script else self._draw(rng)
+        reply = self._script.popleft() if self._script else None
+        if reply is None and self.respond is not None:
+            reply = self.respond(received)
+        if reply is None:
+            reply = self._draw(rng)
         received.reply = reply
         stream = bool(body.get("stream"))
         if reply.kind == "error":
@@ -547,7 +583,16 @@ class FakeMessagesAPI:
         output = max(output, 1)
         if isinstance(max_tokens, int) and max_tokens > 0:
             output = min(output, max_tokens)
+        if reply.output_tokens is not None:
+            output = reply.output_tokens
         usage = {**usage, "output_tokens": output}
+        if reply.input_tokens is not None:
+            usage.update(
+                input_tokens=reply.input_tokens,
+                cache_creation_input_tokens=0,
+                cache_read_input_tokens=0,
+                cache_creation={"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+            )
         return {
             "id": f"msg_{rng.getrandbits(64):016x}",
             "type": "message",
@@ -614,7 +659,7 @@ class FakeMessagesAPI:
                     }
                 )
             elif kind == "tool_use":
-                original = next(b for b in reply.blocks if b["type"] == "tool_use")["input"]
+                original = reply.blocks[index]["input"]  # as scripted (not truncated)
                 text = json.dumps(original)
                 if reply.truncate_json:
                     text = text[: max(len(text) // 2, 1)]
@@ -739,6 +784,3 @@ async def play(plan: Plan) -> AsyncIterator[bytes | object]:
             await anyio.sleep(chunk)
         else:
             yield chunk
-
-
-Scripted = Callable[[Received], Reply | None]
