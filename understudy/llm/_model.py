@@ -554,18 +554,20 @@ class Model:
         keys = _prefix_keys(prompt)
         full = keys[-1]
         counts = self._counts
-        caching = _uses_cache(params)
+        top = bool(params.get("cache_control"))  # not part of the prompt's key
         cached = counts.get(full)
         if cached is not None:
             counts.move_to_end(full)
-            return cached[0], caching, full
+            return cached[0], top or cached[1], full
         messages = prompt.get("messages") or ()
         for i in range(len(keys) - 2, -1, -1):
             hit = counts.get(keys[i])
             if hit is not None:  # messages[: i + 1] were counted: estimate the rest locally
                 counts.move_to_end(keys[i])
-                rest = _local_estimate({"messages": list(messages)[i + 1 :]})
-                return hit[0] + rest, caching, full
+                rest = {"messages": list(messages)[i + 1 :]}
+                caching = top or hit[1] or _uses_cache(rest)  # only the new messages to look at
+                return hit[0] + _local_estimate(rest), caching, full
+        caching = _uses_cache(params)
         tokens = _local_estimate(params)
         if self.estimate == "count_tokens":
             try:
