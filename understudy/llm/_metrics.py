@@ -12,7 +12,7 @@ retry reason. Never a conversation or correlation id.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -119,61 +119,45 @@ class LLMMetrics(Collector):
         return iter(())
 
     def collect(self) -> Iterator[Metric]:
-        key: tuple[str, ...]
-        n: float
-        model: Any  # a model's name in most loops, the Model in the last
-        requests = CounterMetricFamily(
+        model: Any  # the Model in the last loop
+        yield _counter(
             "understudy_llm_requests",
             "Model calls (their retries included), by outcome (ok, error, refused, timeout) "
             "and error type",
-            labels=["model", "agent_type", "outcome", "error_type"],
+            ["model", "agent_type", "outcome", "error_type"],
+            self.requests,
         )
-        for key, n in self.requests.items():
-            requests.add_metric(list(key), n)
-        yield requests
-        retries = CounterMetricFamily(
+        yield _counter(
             "understudy_llm_retries",
             "Requests sent again after a retryable failure, by reason (the error type)",
-            labels=["model", "reason"],
+            ["model", "reason"],
+            self.retries,
         )
-        for key, n in self.retries.items():
-            retries.add_metric(list(key), n)
-        yield retries
-        tokens = CounterMetricFamily(
+        yield _counter(
             "understudy_llm_tokens",
             "Tokens used, by bucket: input (uncached), output, cache_read, cache_write_5m, "
             "cache_write_1h",
-            labels=["model", "agent_type", "token_type"],
+            ["model", "agent_type", "token_type"],
+            self.tokens,
         )
-        for key, n in self.tokens.items():
-            tokens.add_metric(list(key), n)
-        yield tokens
-        cost = CounterMetricFamily(
+        yield _counter(
             "understudy_llm_cost_usd",
             "Dollars settled for model calls",
-            labels=["model", "agent_type"],
+            ["model", "agent_type"],
+            self.cost,
         )
-        for key, usd in self.cost.items():
-            cost.add_metric(list(key), usd)
-        yield cost
-        duration = HistogramMetricFamily(
+        yield _histogram(
             "understudy_llm_request_duration_seconds",
             "Duration of model calls, retries and waits included (OTel "
             "gen_ai.client.operation.duration)",
-            labels=["model"],
+            self.duration,
         )
-        for model, hist in self.duration.items():
-            duration.add_metric([model], hist.buckets(), hist.sum)
-        yield duration
-        ttft = HistogramMetricFamily(
+        yield _histogram(
             "understudy_llm_time_to_first_token_seconds",
             "Time from sending a streamed request to its first event (OTel "
             "gen_ai.server.time_to_first_token)",
-            labels=["model"],
+            self.ttft,
         )
-        for model, hist in self.ttft.items():
-            ttft.add_metric([model], hist.buckets(), hist.sum)
-        yield ttft
         waits = CounterMetricFamily(
             "understudy_llm_rate_limit_waits",
             "Calls that waited for the model's rate limiter",
@@ -189,14 +173,12 @@ class LLMMetrics(Collector):
             wait_s.add_metric([model], seconds)
         yield waits
         yield wait_s
-        fallbacks = CounterMetricFamily(
+        yield _counter(
             "understudy_llm_fallbacks",
             "Calls that went on to a fallback model, by reason",
-            labels=["model", "fallback", "reason"],
+            ["model", "fallback", "reason"],
+            self.fallbacks,
         )
-        for key, n in self.fallbacks.items():
-            fallbacks.add_metric(list(key), n)
-        yield fallbacks
         state = GaugeMetricFamily(
             "understudy_llm_breaker_state",
             "1 for the state each model's circuit breaker is in",
@@ -212,3 +194,21 @@ class LLMMetrics(Collector):
             in_flight.add_metric([name], model.in_flight)
         yield state
         yield in_flight
+
+
+def _counter(
+    name: str, doc: str, labels: list[str], values: Mapping[Any, float]
+) -> CounterMetricFamily:
+    """A counter family with one sample per label tuple of ``values``."""
+    family = CounterMetricFamily(name, doc, labels=labels)
+    for key, n in values.items():
+        family.add_metric(list(key), n)
+    return family
+
+
+def _histogram(name: str, doc: str, values: Mapping[str, Any]) -> HistogramMetricFamily:
+    """A histogram family labelled by model, one sample per model of ``values``."""
+    family = HistogramMetricFamily(name, doc, labels=["model"])
+    for model, hist in values.items():
+        family.add_metric([model], hist.buckets(), hist.sum)
+    return family
