@@ -7,18 +7,25 @@ conversation, then a text answer. The agent calls it through ``understudy.llm.Mo
 call record and metrics per call: the layer's real cost); the baselines call the SDK bare.
 
 understudy: each conversation is an ``us.Agent`` actor (named ``conv-i``) with a read-only
-``us.Tool`` actor; every model response and every tool result is committed to the store
-(group commit, ``synchronous="normal"``) before the loop goes on, so every turn is durable
-before the next.
+``us.Tool`` actor; every model response is committed to the store before the loop goes on
+(group commit, ``synchronous="full"``: an fsync per group, durable against a power loss), so
+every turn is durable before the next; a read-only tool's result is committed with the next
+model turn (a resumed conversation runs a lost one again).
+
+Every side sends the same requests: the system prompt marked for prompt caching (an
+``Agent``'s default, and what a careful SDK user does), content as blocks, the assistant's
+blocks as the API returned them (``model_dump(exclude_none=True)``), so the fake does the
+same work for each.
 
 baselines, in the same run:
 
 - ``memory`` (a): a bare-SDK loop per conversation that keeps the history in a list, calls
   the tool as a plain function and persists nothing: the floor.
 - ``sqlite`` (b): the same loop plus one execute + commit of the whole conversation (JSON) per
-  turn, what the popular checkpointers do: ``aiosqlite`` on asyncio; on trio, where
-  aiosqlite does not run, stdlib ``sqlite3`` on a worker thread (``anyio.to_thread``), one
-  hop per turn.
+  turn, what the popular checkpointers do (LangGraph's ``AsyncSqliteSaver``: WAL mode and
+  SQLite's default ``synchronous=FULL``, so the same durability as ours): ``aiosqlite`` on
+  asyncio; on trio, where aiosqlite does not run, stdlib ``sqlite3`` on a worker thread
+  (``anyio.to_thread``), one hop per turn.
 
 Reported: durable turns/s (wall), CPU per turn (process time, µs) and bytes stored per
 conversation (the baseline (a) stores nothing, so that ratio is against (b) only).
@@ -85,6 +92,8 @@ def model(api: FakeMessagesAPI) -> Model:
     return api.model("claude-fake", price=Price.zero(), estimate="local", retries=0, breaker=None)
 
 
+SYSTEM = [{"type": "text", "text": "You look words up.", "cache_control": {"type": "ephemeral"}}]
+
 TOOLS = [
     {
         "name": "lookup",
@@ -116,7 +125,8 @@ async def ours(conversations: int) -> Sample:
         max_tokens = 256
 
     with tempfile.TemporaryDirectory() as tmp:
-        async with us.Runtime(store=Path(tmp) / "agents.db") as rt:
+        store = us.Store(str(Path(tmp) / "agents.db"), synchronous="full")
+        async with us.Runtime(store=store) as rt:
             await rt.spawn(Dictionary, name="dictionary")
             refs = [await rt.spawn(Reader, name=f"conv-{i}") for i in range(conversations)]
             replies: list[us.AgentReply] = []
@@ -136,18 +146,21 @@ async def ours(conversations: int) -> Sample:
 
 
 async def _loop(sdk: anthropic.AsyncAnthropic, commit: Any, key: str) -> int:
-    messages: list[dict[str, Any]] = [{"role": "user", "content": "Look up three words."}]
+    messages: list[dict[str, Any]] = [
+        {"role": "user", "content": [{"type": "text", "text": "Look up three words."}]}
+    ]
     turns = 0
     while True:
         reply = await sdk.messages.create(
             model="claude-fake",
             max_tokens=256,
-            system="You look words up.",
+            system=SYSTEM,  # type: ignore[arg-type]
             tools=TOOLS,  # type: ignore[arg-type]
             messages=messages,  # type: ignore[arg-type]
         )
         turns += 1
-        messages.append({"role": "assistant", "content": [b.model_dump() for b in reply.content]})
+        content = [b.model_dump(exclude_none=True) for b in reply.content]
+        messages.append({"role": "assistant", "content": content})
         if reply.stop_reason != "tool_use":
             await commit(key, messages)
             return turns
@@ -205,7 +218,6 @@ async def sqlite(conversations: int) -> Sample:
             import aiosqlite
 
             async with aiosqlite.connect(path) as db:
-                await db.execute("PRAGMA synchronous = NORMAL")
 
                 async def commit(key: str, messages: list[dict[str, Any]]) -> None:
                     nonlocal stored
@@ -217,7 +229,6 @@ async def sqlite(conversations: int) -> Sample:
                 wall, cpu, turns = await _baseline(conversations, commit)
         else:
             conn = sqlite3.connect(path, check_same_thread=False)
-            conn.execute("PRAGMA synchronous = NORMAL")
             lock = anyio.Lock()
 
             def write(key: str, data: str) -> None:

@@ -103,3 +103,30 @@ async def test_an_agent_entity_per_conversation_passivates_and_resumes_from_the_
         ]
         # bob was not asked here: he is not activated (his log waits in the store)
         assert us.entity_lookup(rt, "support", "bob").state != "active"
+
+
+async def test_inspect_lists_agent_conversations_kept_as_journals(tmp_path: Path) -> None:
+    """An agent conversation has no snapshot (its state is its journal): ``inspect`` lists
+    it, ``--entities`` counts its key, ``--entity`` shows its entries."""
+    import io
+    import json
+
+    from understudy.cli import main
+
+    api = fake(text("Hello."))
+    db = tmp_path / "a.db"
+    async with us.Runtime(store=db) as rt:
+        await start(rt, support(api))
+        await rt.entity("support", "alice").ask(us.Prompt("Hi."))
+    out = io.StringIO()
+    assert main(["inspect", str(db)], out) == 0
+    assert "support/alice" in out.getvalue() and "no persisted actors" not in out.getvalue()
+    out = io.StringIO()
+    assert main(["inspect", str(db), "--entities", "--json"], out) == 0
+    assert json.loads(out.getvalue())["entities"] == {"support": ["alice"]}
+    out = io.StringIO()
+    assert main(["inspect", str(db), "--entity", "support/alice"], out) == 0
+    shown = json.loads(out.getvalue())
+    kinds = [entry["kind"] for entry in shown["journal"]]
+    assert kinds[0] == "Started" and "ModelTurn" in kinds and kinds[-1] == "Finished"
+    assert "--conversation support/alice" in shown["turn_by_turn"]

@@ -431,7 +431,12 @@ async def test_a_conversation_s_next_turn_is_estimated_from_its_counted_prefix()
         assert budget.reserved.tokens == 0  # and the estimate's hold released
     # a different system prompt shares no prefix: it is counted
     fake.script(FakeMessagesAPI.text("ok"))
-    await model.create(max_tokens=5, system="Other.", messages=turn1)
+    async with us.Runtime() as rt, rt.budget(tokens=100_000):
+        await model.create(max_tokens=5, system="Other.", messages=turn1)
+    assert len([r for r in fake.requests if r.path.endswith("count_tokens")]) == 2
+    # with no budget to reserve from (and no token rate limit) nothing is counted
+    fake.script(FakeMessagesAPI.text("ok"))
+    await model.create(max_tokens=5, system="Unbudgeted.", messages=turn1)
     assert len([r for r in fake.requests if r.path.endswith("count_tokens")]) == 2
 
 

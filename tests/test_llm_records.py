@@ -81,6 +81,42 @@ async def test_every_call_is_a_row_in_the_store_and_the_costs_add_up(tmp_path: P
         await us.llm.costs(path, by="tenant")
 
 
+@pytest.mark.anyio
+async def test_a_record_rides_the_next_group_commit_and_survives_a_failed_one(
+    tmp_path: Path,
+) -> None:
+    """A call does not wait for its record's commit: the record goes with the store's next
+    group (with the budget figures its settlement changed). A failed group keeps it for
+    the one after; ``costs`` waits for it; nothing is written twice."""
+    path = tmp_path / "app.db"
+    fake = FakeMessagesAPI().script(FakeMessagesAPI.text("one"), FakeMessagesAPI.text("two"))
+    model = fake.model("claude-sonnet-4-5")
+    async with us.Runtime(store=path) as rt:
+        assert rt.store is not None
+        agent = await rt.spawn(lambda: Agent(model), name="agent")
+        rt.store.fail_next_commits(1)  # the group that carries the first record fails
+        async with rt.budget(name="conv", usd=1.0, persistent=True) as budget:
+            assert await agent.ask(Ask("first")) == "one"  # the call itself succeeds
+            with anyio.fail_after(5):
+                while rt.store.stats.failed_groups == 0:
+                    await anyio.sleep(0.01)
+            assert await agent.ask(Ask("second")) == "two"
+            rows = await us.llm.costs(rt)  # flushes: both records are committed
+            assert [row["usd"] for row in rows] and len(rows) == 2
+            spent = budget.spent.usd
+    records = us.llm.read_records(str(path))
+    assert [r.outcome for r in records] == ["ok", "ok"]  # each once, in call order
+    assert sum(r.usd for r in records) == pytest.approx(spent)
+    stored = {b["name"]: b for b in _budget_rows(path)}
+    assert stored["conv"]["spent"]["usd"] == pytest.approx(spent)
+
+
+def _budget_rows(path: Path) -> list[dict[str, Any]]:
+    from understudy.persistence._inspect import budget_records
+
+    return budget_records(str(path))
+
+
 def test_the_costs_command_prints_a_table_json_and_csv(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -223,6 +223,7 @@ def _add_inspect(commands: Any) -> None:
 def _inspect(args: argparse.Namespace, out: TextIO) -> int:
     from understudy.persistence._inspect import (
         budget_records,
+        journal_only,
         journal_records,
         log_records,
         schema_version,
@@ -250,15 +251,21 @@ def _inspect(args: argparse.Namespace, out: TextIO) -> int:
             _print_budgets(args, out, budget_records(args.store))
             return 0
         records = snapshot_records(args.store, args.actor)
+        wanted = set(args.actor) if args.actor else None
+        journaled = [r for r in journal_only(args.store) if wanted is None or r["actor"] in wanted]
         if args.json:
             schema = schema_version(args.store)
-            _write_json(out, {"store": args.store, "schema": schema, "actors": records})
+            document = {"store": args.store, "schema": schema, "actors": records}
+            _write_json(out, {**document, "journaled": journaled})
             return 0
     except (OSError, sqlite3.Error, ValueError) as exc:
         print(f"understudy inspect: {exc}", file=sys.stderr)
         return 1
+    if journaled:
+        _print_journaled(out, journaled)
     if not records:
-        out.write("no persisted actors\n")
+        if not journaled:
+            out.write("no persisted actors\n")
         return 0
     names = [printable(str(r["actor"])) for r in records]
     width = max(len("ACTOR"), *(len(name) for name in names))
@@ -272,14 +279,39 @@ def _inspect(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _print_journaled(out: TextIO, journaled: list[dict[str, Any]]) -> None:
+    """The actors whose state is their journal (agent conversations), before the snapshots."""
+    names = [printable(str(r["actor"])) for r in journaled]
+    width = max(len("JOURNALED"), *(len(name) for name in names))
+    out.write(f"{'JOURNALED':<{width}}  {'ENTRIES':>8}  UPDATED (UTC)\n")
+    for name, record in zip(names, journaled, strict=True):
+        out.write(f"{name:<{width}}  {record['entries']:>8}  {printable(str(record['updated']))}\n")
+    out.write(
+        "(state kept as a journal only: --conversation NAME shows an agent conversation turn "
+        "by turn, --journal NAME any journal)\n\n"
+    )
+
+
 def _inspect_entities(args: argparse.Namespace, out: TextIO) -> int:
-    from understudy.persistence._inspect import log_records, snapshot_records
+    from understudy.persistence._inspect import (
+        journal_only,
+        journal_records,
+        log_records,
+        snapshot_records,
+    )
 
     if args.entity is not None:
         if "/" not in args.entity:
             print("understudy inspect: --entity takes TYPE/KEY", file=sys.stderr)
             return 2
         records = snapshot_records(args.store, [args.entity])
+        if not records and any(r["actor"] == args.entity for r in journal_only(args.store)):
+            # an agent conversation (an entity whose state is its journal): its entries
+            kind, key = args.entity.split("/", 1)
+            journal = journal_records(args.store, args.entity)
+            hint = f"understudy inspect {args.store} --conversation {args.entity}"
+            _write_json(out, {"type": kind, "key": key, "journal": journal, "turn_by_turn": hint})
+            return 0
         if not records:
             print(
                 f"understudy inspect: no persisted entity {printable(repr(args.entity))}",
@@ -294,7 +326,7 @@ def _inspect_entities(args: argparse.Namespace, out: TextIO) -> int:
         _write_json(out, {"type": kind, "key": key, **record, "log": log})
         return 0
     types: dict[str, list[str]] = {}
-    for record in snapshot_records(args.store):
+    for record in [*snapshot_records(args.store), *journal_only(args.store)]:
         kind, sep, key = record["actor"].partition("/")
         if sep:
             types.setdefault(kind, []).append(key)

@@ -122,6 +122,20 @@ class _Failure(Exception):
         return self.error_type in RETRYABLE
 
 
+def _read_headers(headers: Any) -> dict[str, str]:
+    """The response headers a Model reads (``request-id``, ``anthropic-ratelimit-*``), in
+    one pass over the raw list: each ``httpx`` ``Headers.get`` scans and decodes them all."""
+    raw = getattr(headers, "raw", None)
+    if raw is None:
+        return {k.lower(): v for k, v in dict(headers).items()}
+    found: dict[str, str] = {}
+    for key, value in raw:
+        low = key.lower()
+        if low == b"request-id" or low.startswith(b"anthropic-ratelimit-"):
+            found[low.decode("latin-1")] = value.decode("latin-1")
+    return found
+
+
 def _retry_after(headers: Mapping[str, str]) -> float | None:
     ms = headers.get("retry-after-ms")
     if ms:
@@ -193,7 +207,8 @@ def check_request(params: Mapping[str, Any], where: str) -> int:
     previous = ""
     pending: set[str] = set()
     for i, message in enumerate(messages):
-        role = message.get("role") if isinstance(message, Mapping) else None
+        mapping = type(message) is dict or isinstance(message, Mapping)  # dict: no ABC check
+        role = message.get("role") if mapping else None
         if role not in _ALLOWED_ROLES:
             raise InvalidLLMRequest(
                 f"{where}: messages[{i}].role must be 'user' or 'assistant', not {role!r}",
@@ -205,16 +220,11 @@ def check_request(params: Mapping[str, Any], where: str) -> int:
                 "alternate between 'user' and 'assistant'",
                 error_type="invalid_request",
             )
-        assert isinstance(message, Mapping)
         content = message.get("content")
         blocks = content if isinstance(content, (list, tuple)) else ()
-
-        def field(block: Any, name: str) -> Any:
-            return block.get(name) if isinstance(block, Mapping) else getattr(block, name, None)
-
         if pending:
             answered = {
-                field(b, "tool_use_id") for b in blocks if field(b, "type") == "tool_result"
+                _field(b, "tool_use_id") for b in blocks if _field(b, "type") == "tool_result"
             }
             missing = pending - answered
             if missing:
@@ -225,9 +235,16 @@ def check_request(params: Mapping[str, Any], where: str) -> int:
                 )
             pending = set()
         if role == "assistant":
-            pending = {str(field(b, "id")) for b in blocks if field(b, "type") == "tool_use"}
+            pending = {str(_field(b, "id")) for b in blocks if _field(b, "type") == "tool_use"}
         previous = role
     return max_tokens
+
+
+def _field(block: Any, name: str) -> Any:
+    """A content block's field, whether the block is a dict or an SDK model."""
+    if type(block) is dict or isinstance(block, Mapping):
+        return block.get(name)
+    return getattr(block, name, None)
 
 
 def _local_estimate(params: Mapping[str, Any]) -> int:
@@ -418,6 +435,7 @@ class Model:
                 )
             client = anthropic.AsyncAnthropic(api_key=key, base_url=base_url, max_retries=0)
         self.client = client
+        self._timed_client: tuple[anthropic.AsyncAnthropic, anthropic.AsyncAnthropic] | None = None
         self.max_concurrency = max_concurrency
         self.retries = retries
         self.backoff = float(backoff)
@@ -609,7 +627,10 @@ class Model:
             if left <= 0:
                 outcome, error_type = "timeout", "deadline"
                 raise DeadlineExceeded(f"{self.name}: the deadline passed before the call")
-            estimate, caching, prompt_key = await self._estimate(params, left)
+            if budget is not None or self.limiter.tpm:
+                estimate, caching, prompt_key = await self._estimate(params, left)
+            else:  # no budget to reserve from, no token limit: nothing an estimate gates
+                estimate, caching, prompt_key = 0, False, b""
             in_price = self.price.max_input if caching else self.price.input
             hold_usd = (estimate * in_price + max_tokens * self.price.output) / 1_000_000.0
             request = {**params, "model": self.name}
@@ -698,7 +719,7 @@ class Model:
                     raise
                 attempts += 1
                 cost = self._settle(reservation, used, budget)
-                if self.estimate == "count_tokens":  # the next turn's prefix, counted exactly
+                if prompt_key and self.estimate == "count_tokens":  # the next turn's prefix
                     total = used.input + used.cache_read + used.cache_write_5m + used.cache_write_1h
                     if total:
                         self._remember(prompt_key, total, caching)
@@ -754,9 +775,6 @@ class Model:
                 tokens.buckets(),
                 usd,
             )
-            if log.store is not None and log._pending:
-                with anyio.CancelScope(shield=True):
-                    await log.flush()
 
     def _settle(
         self, reservation: Reservation | None, used: Tokens, budget: Budget | None
@@ -811,7 +829,9 @@ class Model:
     ) -> tuple[Message, Tokens, str, float | None]:
         """One request; returns (message, usage, request id, time to first event). Raises
         :class:`_Failure` for anything the retry loop classifies."""
-        headers = {"x-stainless-retry-count": str(attempt)}
+        # the SDK sends x-stainless-retry-count: 0 itself (its retries are off): only a
+        # retry of ours needs it set (extra headers cost a merge of every header)
+        headers = {"x-stainless-retry-count": str(attempt)} if attempt else None
         left = here.time_left()
         if not stream and left == math.inf:
             # no deadline: the HTTP client's own timeouts bound the attempt, and a cancel
@@ -837,18 +857,32 @@ class Model:
         raise DeadlineExceeded(f"{self.name}: the deadline passed during the call")
 
     async def _send(
-        self, request: dict[str, Any], headers: dict[str, str], timeout: float
+        self, request: dict[str, Any], headers: dict[str, str] | None, timeout: float
     ) -> tuple[Message, Tokens, str, float | None]:
         """One non-streaming request; its response headers feed the rate limiter."""
-        try:
-            raw = await self.client.messages.with_raw_response.create(
-                **request, extra_headers=headers, timeout=timeout
+        timed = self._timed_client
+        if timed is None or timed[0] is not self.client:
+            # a copy of the client with this Model's timeout: no per-request Timeout to build
+            timed = self._timed_client = (
+                self.client,
+                self.client.with_options(timeout=self.timeout),
             )
+        client = timed[1]
+        try:
+            if timeout == self.timeout:
+                raw = await client.messages.with_raw_response.create(
+                    **request, extra_headers=headers
+                )
+            else:
+                raw = await client.messages.with_raw_response.create(
+                    **request, extra_headers=headers, timeout=timeout
+                )
             message = await raw.parse()
         except (anthropic.APIError, httpx2.HTTPError) as error:
             raise classify(error) from error
-        self.limiter.observe(raw.headers)
-        return message, usage_buckets(message.usage), raw.headers.get("request-id") or "", None
+        headers = _read_headers(raw.headers)
+        self.limiter.observe(headers)
+        return message, usage_buckets(message.usage), headers.get("request-id") or "", None
 
     async def _take_slot(self) -> None:
         """One of ``max_concurrency`` slots; without a checkpoint when one is free (an
@@ -876,7 +910,7 @@ class Model:
     async def _stream(
         self,
         request: dict[str, Any],
-        headers: dict[str, str],
+        headers: dict[str, str] | None,
         here: _Here,
         on_text: Callable[[str], object] | None,
         emitted: list[bool],
@@ -891,8 +925,9 @@ class Model:
         try:
             with scope:
                 async with stream_cm as events:
-                    request_id = events.response.headers.get("request-id", "")
-                    self.limiter.observe(events.response.headers)
+                    seen = _read_headers(events.response.headers)
+                    request_id = seen.get("request-id", "")
+                    self.limiter.observe(seen)
                     async for item in events:
                         event: Any = item  # dispatched on .type: unknown types pass through
                         now = anyio_clock()

@@ -7,8 +7,8 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import anyio
 import msgspec
+import msgspec.structs
 
 if TYPE_CHECKING:
     from understudy.persistence import Store
@@ -56,51 +56,31 @@ INSERT = f"INSERT INTO llm_calls ({', '.join(FIELDS)}) VALUES ({', '.join('?' * 
 SELECT = f"SELECT {', '.join(FIELDS)} FROM llm_calls ORDER BY id"
 
 
-def _insert(rows: list[tuple[Any, ...]]) -> Any:
-    yield ("execute", "BEGIN IMMEDIATE", ())
-    yield ("many", INSERT, rows)
-    yield ("commit", "", None)
-
-
 class CallLog:
     """The records of one runtime's calls (or of a Model used outside any runtime).
 
     ``records`` keeps the last ``keep`` in memory; with a store every record is also
-    written to its ``llm_calls`` table, records arriving together in one transaction.
+    written to its ``llm_calls`` table with the store's next group commit: in the same
+    transaction as the budget figures its settlement changed, and no later than any actor
+    write queued after it (an agent's turn that follows the call commits its record too).
     """
 
     def __init__(self, store: Store | None = None, keep: int = 100_000) -> None:
         self.records: deque[CallRecord] = deque(maxlen=keep)
         self.store = store
-        self._pending: list[CallRecord] = []
-        self._flushing = False
-        self._done: anyio.Event | None = None
 
     def add(self, record: CallRecord) -> None:
-        """Keep ``record`` (synchronously: at the moment its charge was settled)."""
+        """Keep ``record`` and queue it for the store (synchronously: at the moment its
+        charge was settled; never blocks)."""
         self.records.append(record)
-        if self.store is not None and self.store.is_open:
-            self._pending.append(record)
+        if self.store is not None:
+            self.store.queue_rows(INSERT, [msgspec.structs.astuple(record)])
 
     async def flush(self) -> None:
-        """Write the pending records to the store (one transaction for those waiting
-        together); returns when the records added before the call are committed. Raises
-        :class:`~understudy.PersistenceError` if the store fails."""
-        while self._pending or self._flushing:
-            if self._flushing:
-                assert self._done is not None
-                await self._done.wait()
-                continue
-            batch, self._pending = self._pending, []
-            self._flushing, self._done = True, anyio.Event()
-            try:
-                store = self.store
-                assert store is not None
-                rows = [tuple(getattr(r, f) for f in FIELDS) for r in batch]
-                await store._run(_insert(rows))
-            finally:
-                self._flushing = False
-                self._done.set()
+        """Return when the records added before the call are committed (or the store has
+        stopped)."""
+        if self.store is not None:
+            await self.store.flush()
 
 
 def read_records(path: str) -> list[CallRecord]:

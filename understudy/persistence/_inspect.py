@@ -24,6 +24,10 @@ from understudy.persistence._schema import (
 )
 
 COUNT_LOGS = "SELECT actor, field, MAX(seq) FROM log_entries GROUP BY actor, field"
+JOURNAL_ONLY = (
+    "SELECT actor, COUNT(*), MAX(recorded) FROM journal j WHERE NOT EXISTS "
+    "(SELECT 1 FROM snapshots s WHERE s.actor = j.actor) GROUP BY actor ORDER BY actor"
+)
 
 
 def _connect_ro(path: str) -> sqlite3.Connection:
@@ -70,6 +74,21 @@ def read_journal(path: str, actor: str, after: int = 0) -> list[tuple[int, str, 
         return [
             (int(seq), str(kind), bytes(event), float(recorded))
             for seq, kind, event, recorded in conn.execute(SELECT_JOURNAL, (actor, after))
+        ]
+    finally:
+        conn.close()
+
+
+def journal_only(path: str) -> list[dict[str, Any]]:
+    """The actors with a journal and no snapshot (agent conversations: their state is their
+    journal), as JSON-ready records (``actor``, ``entries``, ``updated``). Blocking."""
+    conn = _connect_ro(path)
+    try:
+        if int(conn.execute("PRAGMA user_version").fetchone()[0]) < 2:
+            return []  # written before the journal existed
+        return [
+            {"actor": str(actor), "entries": int(count), "updated": _utc(float(last))}
+            for actor, count, last in conn.execute(JOURNAL_ONLY)
         ]
     finally:
         conn.close()
@@ -193,6 +212,7 @@ def snapshot_records(path: str, actors: list[str] | None = None) -> list[dict[st
 
 __all__ = [
     "budget_records",
+    "journal_only",
     "journal_records",
     "log_lengths",
     "log_records",

@@ -51,6 +51,7 @@ def commit_group(
     updated: float,
     fault: BaseException | None,
     budgets: Sequence[BudgetRow] = (),
+    rows: Sequence[tuple[str, list[tuple[Any, ...]]]] = (),
 ) -> Steps:
     """Write one group in one transaction and commit it; returns the refused writes.
 
@@ -58,7 +59,8 @@ def commit_group(
     (fewer rows changed than written), the transaction is rolled back and redone one actor
     at a time, each in a savepoint, so a refused actor leaves none of its rows while the
     others commit. ``budgets`` (persistent budgets' figures) are written in the same
-    transaction. ``fault`` (a test hook) is raised after the writes, before ``COMMIT``.
+    transaction, and so are ``rows`` (``Store.queue_rows``: INSERT statement, rows). ``fault``
+    (a test hook) is raised after the writes, before ``COMMIT``.
     """
     updates, inserts, events, prunes, appends = write_params(writes, updated)
     written = 0
@@ -82,6 +84,8 @@ def commit_group(
         yield ("many", PRUNE_BEFORE, prunes)
     if budgets:
         yield ("many", UPSERT_BUDGET, [(*row, updated) for row in budgets])
+    for insert, params in rows:
+        yield ("many", insert, params)
     if fault is not None:
         raise fault
     yield ("commit", "", None)

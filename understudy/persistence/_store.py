@@ -350,6 +350,11 @@ class Store:
         """Persistent budgets changed since the last group (written whole with the next)."""
         self.live_budgets: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
         """The persistent budgets open in this runtime, by name (``understudy.budgets``)."""
+        self._rows: list[tuple[str, list[tuple[Any, ...]]]] = []
+        """Rows queued by :meth:`queue_rows` for the next group: (INSERT statement, rows)."""
+        self._rows_queued = 0
+        self._rows_done = 0
+        self._rows_event: anyio.Event | None = None
         self._ops: list[_Op] = []
         self._wake: anyio.Event | None = None
         self._writer_done: anyio.Event | None = None
@@ -503,6 +508,19 @@ class Store:
             self._wake = None
             wake.set()
 
+    def queue_rows(self, insert: str, rows: list[tuple[Any, ...]]) -> bool:
+        """Queue ``rows`` for ``insert`` (an INSERT into a table of the store's schema) with
+        the next group commit: in its transaction, so they are committed together with the
+        budgets' figures changed before them and no later than any actor's write queued
+        after them. Never blocks; False (nothing queued) when the store is not open. A
+        failed group queues them again. :meth:`flush` waits for them."""
+        if self._state != "open":
+            return False
+        self._rows.append((insert, rows))
+        self._rows_queued += 1
+        self._poke()
+        return True
+
     def budget_changed(self, name: str, budget: BudgetFigures) -> None:
         """Queue persistent budget ``name``'s figures for the next group (never blocks).
         A failed group queues them again; a budget change after the store closed is kept
@@ -545,9 +563,15 @@ class Store:
             entry = self._latest.get(actor)
 
     async def flush(self) -> None:
-        """Wait until everything queued before this call is committed (or failed)."""
+        """Wait until everything queued before this call is committed (or failed): the
+        actors' writes and the rows of :meth:`queue_rows` (until the writer stops)."""
         for actor in list(self._latest):
             await self.committed(actor)
+        target = self._rows_queued
+        while self._rows_done < target and self._state in ("open", "closing"):
+            if self._rows_event is None:
+                self._rows_event = anyio.Event()
+            await self._rows_event.wait()
 
     def fail_next_commits(self, count: int = 1, *, transient: bool = False) -> None:
         """Test hook (also for chaos testing): make the next ``count`` commit attempts fail.
@@ -672,14 +696,14 @@ class Store:
         assert self._writer_done is not None
         try:
             while True:
-                if self._pending or self._budgets:
+                if self._pending or self._budgets or self._rows:
                     await self._commit_group()
                 if self._loads:
                     # After each group, so a busy writer cannot starve actors that start.
                     await self._serve_loads()
                 if self._ops:
                     await self._serve_ops()
-                if self._pending or self._loads or self._ops or self._budgets:
+                if self._pending or self._loads or self._ops or self._budgets or self._rows:
                     continue
                 if self._state == "closing":
                     return
@@ -689,6 +713,7 @@ class Store:
             if self._state == "open":
                 self._state = "closing"  # the writer is gone: refuse new work
             self._fail_everything(PersistenceError("the store closed before committing it"))
+            self._rows_released()
             self._writer_done.set()
 
     async def _commit_group(self) -> None:
@@ -697,6 +722,13 @@ class Store:
         budgets = self._budgets
         self._budgets = {}
         budget_rows = [budget.stored_row() for budget in budgets.values()]
+        rows_upto = self._rows_queued
+        rows: list[tuple[str, list[tuple[Any, ...]]]] = []
+        if self._rows:
+            merged: dict[str, list[tuple[Any, ...]]] = {}  # one executemany per statement
+            for insert, some in self._rows:
+                merged.setdefault(insert, []).extend(some)
+            rows, self._rows = list(merged.items()), []
         assert self._driver is not None
         writes = [
             Write(
@@ -709,7 +741,7 @@ class Store:
         while True:
             fault = self._faults.pop(0) if self._faults else None
             try:
-                steps = _ops.commit_group(writes, time.time(), fault, budget_rows)
+                steps = _ops.commit_group(writes, time.time(), fault, budget_rows, rows)
                 with anyio.CancelScope(shield=True):
                     stale = cast(list[Stale], await self._driver.run(steps))
                 break
@@ -729,17 +761,23 @@ class Store:
                 self.stats.failed_groups += 1
                 logger.error(
                     "store %r: a group of %d actors' writes was not committed (after %d "
-                    "attempts); their asks get PersistenceError and the actors fail",
+                    "attempts); their asks get PersistenceError and the actors fail; its "
+                    "budget figures and %d rows are queued again for the next group",
                     self.path,
                     len(group),
                     attempt + 1,
+                    sum(len(some) for _, some in rows),
                     exc_info=exc,
                     extra={"actor": None, "correlation_id": None},
                 )
                 self._fail_group(group, exc)
                 for name, budget in budgets.items():  # figures, not deltas: write them later
                     self._budgets.setdefault(name, budget)
+                self._rows[:0] = rows  # rows are kept too, in order, for the next group
                 return
+        if rows:
+            self._rows_done = rows_upto
+            self._rows_released()
         stats = self.stats
         took = time.perf_counter() - started
         stats.commit_seconds += took
@@ -769,6 +807,11 @@ class Store:
             if latest.get(actor) is entry:
                 del latest[actor]
             entry.release()
+
+    def _rows_released(self) -> None:
+        event, self._rows_event = self._rows_event, None
+        if event is not None:
+            event.set()
 
     def _refuse(self, group: dict[str, _Entry], stale: list[Stale]) -> set[str]:
         self.stats.stale += len(stale)
