@@ -568,7 +568,8 @@ class Store:
         for actor in list(self._latest):
             await self.committed(actor)
         target = self._rows_queued
-        while self._rows_done < target and self._state in ("open", "closing"):
+        writer = self._writer_done
+        while self._rows_done < target and writer is not None and not writer.is_set():
             if self._rows_event is None:
                 self._rows_event = anyio.Event()
             await self._rows_event.wait()
