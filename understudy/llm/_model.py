@@ -867,16 +867,11 @@ class Model:
                 self.client,
                 self.client.with_options(timeout=self.timeout),
             )
-        client = timed[1]
+        options: dict[str, Any] = {} if timeout == self.timeout else {"timeout": timeout}
         try:
-            if timeout == self.timeout:
-                raw = await client.messages.with_raw_response.create(
-                    **request, extra_headers=headers
-                )
-            else:
-                raw = await client.messages.with_raw_response.create(
-                    **request, extra_headers=headers, timeout=timeout
-                )
+            raw = await timed[1].messages.with_raw_response.create(
+                **request, extra_headers=headers, **options
+            )
             message = await raw.parse()
         except (anthropic.APIError, httpx2.HTTPError) as error:
             raise classify(error) from error
