@@ -72,3 +72,26 @@ async def test_a_runtime_opens_a_new_store_another_process_is_creating(tmp_path:
     finally:
         release.join()
         other.close()
+
+
+async def test_queued_rows_are_checked_before_they_can_fail_a_group(tmp_path: Path) -> None:
+    """``Store.queue_rows`` refuses what would fail in the group commit (and so fail every
+    actor's write in it): a statement that is not an INSERT, a row of the wrong width, a
+    value SQLite cannot store. A good row is committed by the next group."""
+    from understudy.llm._records import INSERT, read_records
+
+    width = INSERT.count("?")
+    async with us.Runtime(store=tmp_path / "s.db") as rt:
+        store = rt.store
+        assert store is not None
+        with pytest.raises(ValueError, match="must be an INSERT statement"):
+            store.queue_rows("DELETE FROM llm_calls", [])
+        with pytest.raises(ValueError, match=rf"rows\[0\] must be a tuple of {width} values"):
+            store.queue_rows(INSERT, [(1.0, "m")])
+        row = [0.0] + [""] * 5 + [0] * 5 + [0.0, "v", 0.0, None, "", "ok", "", 1, "req"]
+        with pytest.raises(TypeError, match=r"rows\[1\] holds a list"):
+            store.queue_rows(INSERT, [tuple(row), tuple([*row[:-1], ["req"]])])
+        assert store.queue_rows(INSERT, [tuple(row)])
+        await store.flush()
+        assert store.stats.failed_groups == 0
+    assert [r.request_id for r in read_records(str(tmp_path / "s.db"))] == ["req"]

@@ -136,6 +136,10 @@ def _buckets(bounds: tuple[float, ...]) -> list[int]:
     return [0] * (len(bounds) + 1)
 
 
+_SQLITE_VALUES = (type(None), int, float, str, bytes)
+"""What :meth:`Store.queue_rows` accepts in a row (bool is an int)."""
+
+
 @dataclass
 class StoreStats:
     """The store's own counters since it opened. Plain numbers, read at any time; the
@@ -513,7 +517,29 @@ class Store:
         the next group commit: in its transaction, so they are committed together with the
         budgets' figures changed before them and no later than any actor's write queued
         after them. Never blocks; False (nothing queued) when the store is not open. A
-        failed group queues them again. :meth:`flush` waits for them."""
+        failed group queues them again. :meth:`flush` waits for them.
+
+        Raises ``ValueError`` for a statement that is not an INSERT or a row that is not a
+        tuple of as many values as the statement has ``?`` placeholders, ``TypeError`` for a
+        value SQLite cannot store: checked here, because a row that fails in the group would
+        fail every actor's write in it, and again in the next."""
+        if not isinstance(insert, str) or not insert.lstrip().upper().startswith("INSERT "):
+            raise ValueError(
+                f"Store.queue_rows: insert must be an INSERT statement, not {insert!r}"
+            )
+        width = insert.count("?")
+        for i, row in enumerate(rows):
+            if type(row) is not tuple or len(row) != width:
+                raise ValueError(
+                    f"Store.queue_rows: rows[{i}] must be a tuple of {width} values (the "
+                    f"statement's placeholders), not {row!r}"
+                )
+            for value in row:
+                if not isinstance(value, _SQLITE_VALUES):
+                    raise TypeError(
+                        f"Store.queue_rows: rows[{i}] holds a {type(value).__name__}, which "
+                        "SQLite cannot store (None, int, float, str, bytes)"
+                    )
         if self._state != "open":
             return False
         self._rows.append((insert, rows))
