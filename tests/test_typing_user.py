@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("mypy")
+pytest.importorskip("mypy", reason="mypy is not installed (the dev extra: pip install -e '.[dev]')")
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -59,6 +59,15 @@ def count(value: object, what: str, minimum: int = 1) -> int:
     return value
 
 
+def group_name(name: object, where: str) -> str:
+    """A pool or entity type name: a non-empty str without ``/`` (entity keys use it)."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{where}: name must be a non-empty str, not {name!r}")
+    if "/" in name:
+        raise ValueError(f"{where}: name must not contain '/', got {name!r}")
+    return name
+
+
 def probability(value: object, what: str) -> float:
     """A number in [0, 1]."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -50,6 +50,7 @@ import anyio
 import msgspec
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from understudy._checks import count, group_name
 from understudy.actors import DEFAULT_SHUTDOWN, Actor, Cell, Ref, spawn_cell, start_instance
 from understudy.errors import ActorStopped, DeadlineExceeded, RuntimeClosed, UnknownActor
 from understudy.messages import ExitReason, Message, Request
@@ -57,7 +58,7 @@ from understudy.meter import clock as meter_clock
 from understudy.meter import count_restart, mark_supervisor
 from understudy.metrics import ActorInfo
 from understudy.metrics._tree import info_of
-from understudy.pools import check_count, check_group_name, label_as, live
+from understudy.pools import label_as, live
 from understudy.resilience import check_limit
 from understudy.supervision import (
     Child,
@@ -141,16 +142,14 @@ class Entities(Supervisor):
         **options: Any,
     ) -> None:
         where = f"Entities({getattr(actor, '__qualname__', actor)!r}, name={name!r})"
-        check_group_name(name, where)
+        group_name(name, where)
         self.passivate_after = check_limit(passivate_after, f"{where}: passivate_after")
-        self.max_active = (
-            None if max_active is None else check_count(max_active, f"{where}: max_active")
-        )
-        self.max_restarts_per_key = check_count(max_restarts, f"{where}: max_restarts", minimum=0)
+        self.max_active = None if max_active is None else count(max_active, f"{where}: max_active")
+        self.max_restarts_per_key = count(max_restarts, f"{where}: max_restarts", minimum=0)
         within_s = check_limit(within, f"{where}: within")
         assert within_s is not None
         self.within_per_key = within_s
-        self.max_key_length = check_count(max_key_length, f"{where}: max_key_length")
+        self.max_key_length = count(max_key_length, f"{where}: max_key_length")
         self.template = Child(actor, shutdown=DEFAULT_SHUTDOWN, restart="transient", **options)
         super().__init__(
             strategy=SimpleOneForOne(),

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from understudy._checks import count, group_name
 from understudy.actors import (
     DEFAULT_SHUTDOWN,
     Actor,
@@ -81,24 +82,6 @@ R = TypeVar("R")
 
 Routing = Literal["least_busy", "round_robin", "by_key"]
 ROUTINGS: tuple[Routing, ...] = ("least_busy", "round_robin", "by_key")
-
-
-def check_count(value: object, what: str, *, minimum: int = 1) -> int:
-    """``value`` if it is an int of at least ``minimum``; else a clear error."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what} must be an int, not {value!r}")
-    if value < minimum:
-        raise ValueError(f"{what} must be at least {minimum}, not {value!r}")
-    return value
-
-
-def check_group_name(name: object, where: str) -> str:
-    """A pool or entity type name: a non-empty str without ``/`` (entity keys use it)."""
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"{where}: name must be a non-empty str, not {name!r}")
-    if "/" in name:
-        raise ValueError(f"{where}: name must not contain '/', got {name!r}")
-    return name
 
 
 def label_as(cell: Cell, group: str, runtime: Any) -> None:
@@ -177,10 +160,10 @@ class Pool(Supervisor):
         **options: Any,
     ) -> None:
         where = f"Pool({getattr(actor, '__qualname__', actor)!r}, name={name!r})"
-        check_group_name(name, where)
-        size = check_count(size, f"{where}: size")
-        low = size if min is None else check_count(min, f"{where}: min")
-        high = size if max is None else check_count(max, f"{where}: max")
+        group_name(name, where)
+        size = count(size, f"{where}: size")
+        low = size if min is None else count(min, f"{where}: min")
+        high = size if max is None else count(max, f"{where}: max")
         if low > high:
             raise ValueError(f"{where}: min ({low}) must not be above max ({high})")
         if not low <= size <= high:
@@ -670,7 +653,5 @@ __all__ = [
     "PoolRef",
     "PoolResized",
     "Routing",
-    "check_count",
-    "check_group_name",
     "label_as",
 ]
