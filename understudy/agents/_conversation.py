@@ -99,6 +99,12 @@ class Conversation:
             self.deployment = entry
 
     def _close_uses(self) -> list[dict[str, Any]]:
+        blocks = self._result_blocks()
+        self.open_uses = []
+        return blocks
+
+    def _result_blocks(self) -> list[dict[str, Any]]:
+        """The ``tool_result`` blocks answering the open tool calls, in their order."""
         blocks: list[dict[str, Any]] = []
         for use in self.open_uses:
             done = self.results.get(use["id"])
@@ -112,7 +118,6 @@ class Conversation:
             if done.is_error:
                 block["is_error"] = True
             blocks.append(block)
-        self.open_uses = []
         return blocks
 
     def _append(self, role: str, content: list[dict[str, Any]]) -> None:
@@ -167,18 +172,7 @@ class Conversation:
         """The messages to send next: the history, plus the results of open tool calls."""
         if not self.open_uses:
             return self.messages
-        blocks = []
-        for use in self.open_uses:
-            done = self.results[use["id"]]
-            block: dict[str, Any] = {
-                "type": "tool_result",
-                "tool_use_id": use["id"],
-                "content": done.content,
-            }
-            if done.is_error:
-                block["is_error"] = True
-            blocks.append(block)
-        return [*self.messages, {"role": "user", "content": blocks}]
+        return [*self.messages, {"role": "user", "content": self._result_blocks()}]
 
     def pending_tokens(self) -> int:
         """Estimated tokens of :meth:`request_messages`."""

@@ -71,21 +71,18 @@ def _info(roots: list[Cell]) -> list[RootInfo]:
 
 
 def liveness(metrics: Metrics) -> tuple[int, Health]:
-    """``(HTTP status, body)`` of ``/healthz``. Never blocks."""
-    runtime = metrics.runtime
-    if runtime is None or runtime.closed:
-        return 503, Health("stopped", "the runtime is not running")
-    roots = _roots(metrics)
-    failure = _failure(metrics, roots)
-    if failure is not None:
-        return 503, Health("failed", failure, _info(roots))
-    if runtime.shutting_down:
-        return 200, Health("stopping", "the runtime is shutting down", _info(roots))
-    return 200, Health("alive", None, _info(roots))
+    """``(HTTP status, body)`` of ``/healthz``: a stopping runtime is still alive. Never
+    blocks."""
+    return _health(metrics, stopping=200, ok="alive")
 
 
 def readiness(metrics: Metrics) -> tuple[int, Health]:
-    """``(HTTP status, body)`` of ``/readyz``. Never blocks."""
+    """``(HTTP status, body)`` of ``/readyz``: a stopping runtime takes no new work. Never
+    blocks."""
+    return _health(metrics, stopping=503, ok="ready")
+
+
+def _health(metrics: Metrics, *, stopping: int, ok: Status) -> tuple[int, Health]:
     runtime = metrics.runtime
     if runtime is None or runtime.closed:
         return 503, Health("stopped", "the runtime is not running")
@@ -94,5 +91,5 @@ def readiness(metrics: Metrics) -> tuple[int, Health]:
     if failure is not None:
         return 503, Health("failed", failure, _info(roots))
     if runtime.shutting_down:
-        return 503, Health("stopping", "the runtime is shutting down", _info(roots))
-    return 200, Health("ready", None, _info(roots))
+        return stopping, Health("stopping", "the runtime is shutting down", _info(roots))
+    return 200, Health(ok, None, _info(roots))
