@@ -286,21 +286,53 @@ async def test_the_log_grows_by_delta(tmp_path: Path) -> None:
     assert max(steps) - min(steps) < 16  # each prompt adds the same bytes, however long
 
 
+async def test_a_prompt_lost_before_its_first_response_leaves_no_trace_and_runs_again(
+    tmp_path: Path,
+) -> None:
+    script = fake(text("The answer."))
+    helper = agent(script)
+    crashes = [1]
+    call = helper._call
+
+    async def crash_once(self: us.Agent, *args: Any, **kwargs: Any) -> Any:
+        if crashes:
+            crashes.pop()
+            raise RuntimeError("killed before the first response")
+        return await call(self, *args, **kwargs)
+
+    helper._call = crash_once  # type: ignore[method-assign]
+    async with us.Runtime(store=tmp_path / "a.db") as rt:
+        await rt.spawn(Mailer, name="mailer")
+        await rt.spawn(Lookup, name="lookup")
+        conv = await supervised(rt, helper, "c")
+        with pytest.raises(RuntimeError, match="killed before"):
+            await conv.ask(us.Prompt("q", id="p"))
+        assert rt.store is not None
+        _, rows = await rt.store.load_journaled("c")
+        assert rows == []  # nothing was acknowledged: the prompt was not committed either
+        reply = await conv.ask(us.Prompt("q", id="p"))
+        _, rows = await rt.store.load_journaled("c")
+    assert reply.text == "The answer." and not reply.replayed
+    assert len(sent(script)) == 1
+    # the prompt that ran: its deployment, user turn, response and outcome, once each
+    assert [kind for _, kind, _, _ in rows] == ["Started", "UserTurn", "ModelTurn", "Finished"]
+
+
 async def test_a_committed_final_response_is_not_asked_again_after_a_crash(
     tmp_path: Path,
 ) -> None:
     script = fake(text("The answer."))
     helper = agent(script)
     crashes = [1]
-    finish = helper._finish
+    answer = helper._answer  # the final response and its outcome commit together, first
 
-    async def crash_once(self: us.Agent, *args: Any, **kwargs: Any) -> Any:
+    def crash_once(self: us.Agent, *args: Any, **kwargs: Any) -> Any:
         if crashes:
             crashes.pop()
             raise RuntimeError("killed between the commit of the response and the answer")
-        return await finish(self, *args, **kwargs)
+        return answer(self, *args, **kwargs)
 
-    helper._finish = crash_once  # type: ignore[method-assign]
+    helper._answer = crash_once  # type: ignore[method-assign]
     async with us.Runtime(store=tmp_path / "a.db") as rt:
         await rt.spawn(Mailer, name="mailer")
         await rt.spawn(Lookup, name="lookup")
@@ -308,5 +340,5 @@ async def test_a_committed_final_response_is_not_asked_again_after_a_crash(
         with pytest.raises(RuntimeError, match="killed between"):
             await conv.ask(us.Prompt("q", id="p"))
         reply = await conv.ask(us.Prompt("q", id="p"))
-    assert reply.text == "The answer."
+    assert reply.text == "The answer." and reply.replayed
     assert len(sent(script)) == 1  # the committed response was used, not asked again

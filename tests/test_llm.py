@@ -107,6 +107,31 @@ def test_a_missing_api_key_is_an_error_when_the_model_is_made(
 # -- calls, budgets, records ------------------------------------------------------------------
 
 
+async def test_a_reply_decodes_as_the_sdk_parses_it_even_with_an_unknown_block_type() -> None:
+    blocks = (
+        {"type": "text", "text": "Here."},
+        {"type": "tool_use", "id": "toolu_1", "name": "look", "input": {"q": [1, {"a": None}]}},
+    )
+    # a block type newer than the SDK's models: the validated decode refuses it, and the
+    # SDK's lenient parse must still give the caller the reply, as the bare SDK would
+    future = ({"type": "text", "text": "Later."}, {"type": "hologram", "frames": [1, 2]})
+    replies = [
+        FakeMessagesAPI.message(blocks, stop_reason="tool_use"),
+        FakeMessagesAPI.message(future),
+    ]
+    fake = FakeMessagesAPI(seed=5).script(*(r for r in replies for _ in "ab"))  # ours, bare
+    model = fake_model(fake)
+    bare = fake.client()
+    for _ in replies:
+        ours = await model.create(max_tokens=64, messages=HI)
+        sdk = await bare.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=HI)  # type: ignore[arg-type]
+        assert isinstance(ours, anthropic.types.Message)
+        assert ours.model_dump(warnings=False) == sdk.model_dump(warnings=False)
+        assert [type(b) for b in ours.content] == [type(b) for b in sdk.content]
+        assert ours._request_id == fake.requests[-2].request_id
+    assert [b.type for b in ours.content] == ["text", "hologram"]
+
+
 async def test_a_call_reserves_then_settles_the_priced_usage_and_records_it() -> None:
     fake = FakeMessagesAPI(seed=3).script(FakeMessagesAPI.text("Bonjour!"))
     model = fake_model(fake)

@@ -454,7 +454,10 @@ class Agent(Actor):
             await self._close_open(abandon=True)
         prompt_id = msg.id or f"p{conv.prompts + 1}"
         entries.append(UserTurn(prompt_id, [{"type": "text", "text": msg.text}], time.time()))
-        await self._log.append(*entries)
+        # Committed with the first model turn, not before the call: until a reply is
+        # committed nothing was acknowledged or done outside, so a crash in between loses
+        # only an unanswered prompt, which a retry (same id) starts again.
+        self._log.defer(*entries)
         for entry in entries:
             conv.apply(entry)
         return await self._loop(msg.on_event)
@@ -548,7 +551,12 @@ class Agent(Actor):
                     key = f"{conv.key}:{turn}:{block['id']}"
                     entries.append(Intent(turn, block["id"], spec.name, key))
                     self._fresh.add(block["id"])
-        await self._log.append(*entries)
+        if stop in ("tool_use", "pause_turn"):
+            await self._log.append(*entries)  # durable before any tool runs or call goes on
+        else:
+            # The last turn of the prompt: committed with its outcome (every path of
+            # _outcome appends one), one commit before the reply instead of two.
+            self._log.defer(*entries)
         for entry in entries:
             conv.apply(entry)
         return model_turn

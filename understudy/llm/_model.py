@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 import anthropic
 import anyio
 import httpx2
+import pydantic
+from anthropic.types import Message
 
 from understudy.actors import Cell, Scope, _current
 from understudy.breaker import Breaker
@@ -39,8 +41,6 @@ from understudy.llm._records import CallLog, CallRecord
 from understudy.llm.pricing import Price, PricingTable, Tokens, usage_buckets
 
 if TYPE_CHECKING:
-    from anthropic.types import Message
-
     from understudy.budgets import Budget, Reservation
 
 RETRYABLE = frozenset(
@@ -134,6 +134,20 @@ def _read_headers(headers: Any) -> dict[str, str]:
         if low == b"request-id" or low.startswith(b"anthropic-ratelimit-"):
             found[low.decode("latin-1")] = value.decode("latin-1")
     return found
+
+
+def _decode(body: bytes) -> Message | None:
+    """The response body as the SDK's ``Message``, validated by pydantic-core in one pass
+    over the JSON; ``None`` when it does not validate (a content block type newer than the
+    SDK's models, a field of an unexpected type, not JSON), for the SDK's own lenient parse.
+
+    Why not the SDK's parse every time: it builds the models field by field in Python
+    (``construct_type``, 140-190 µs for a two-block reply on the CI machines) where the
+    validator takes 50 µs, the largest share of a fast turn after the request building."""
+    try:
+        return Message.model_validate_json(body)
+    except pydantic.ValidationError:
+        return None
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -872,12 +886,16 @@ class Model:
             raw = await timed[1].messages.with_raw_response.create(
                 **request, extra_headers=headers, **options
             )
-            message = await raw.parse()
+            message = _decode(await raw.read())
+            if message is None:
+                message = await raw.parse()
         except (anthropic.APIError, httpx2.HTTPError) as error:
             raise classify(error) from error
         headers = _read_headers(raw.headers)
         self.limiter.observe(headers)
-        return message, usage_buckets(message.usage), headers.get("request-id") or "", None
+        request_id = headers.get("request-id") or ""
+        message._request_id = request_id or None  # as the SDK's own parse sets it
+        return message, usage_buckets(message.usage), request_id, None
 
     async def _take_slot(self) -> None:
         """One of ``max_concurrency`` slots; without a checkpoint when one is free (an
