@@ -10,7 +10,8 @@ understudy: each conversation is an ``us.Agent`` actor (named ``conv-i``) with a
 ``us.Tool`` actor; every model response is committed to the store before the loop goes on
 (group commit, ``synchronous="full"``: an fsync per group, durable against a power loss), so
 every turn is durable before the next; a read-only tool's result is committed with the next
-model turn (a resumed conversation runs a lost one again).
+model turn (a resumed conversation runs a lost one again), the prompt with the first model
+turn, and the last model turn with the prompt's outcome (before the reply).
 
 Every side sends the same requests: the system prompt marked for prompt caching (an
 ``Agent``'s default, and what a careful SDK user does), content as blocks, the assistant's

@@ -142,7 +142,7 @@ def _decode(body: bytes) -> Message | None:
     SDK's models, a field of an unexpected type, not JSON), for the SDK's own lenient parse.
 
     Why not the SDK's parse every time: it builds the models field by field in Python
-    (``construct_type``, 140-190 µs for a two-block reply on the CI machines) where the
+    (``construct_type``, 140-190 µs for a two-block reply on these machines) where the
     validator takes 50 µs, the largest share of a fast turn after the request building."""
     try:
         return Message.model_validate_json(body)
