@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 from pathlib import Path
 from typing import Any
@@ -286,27 +287,40 @@ async def test_the_log_grows_by_delta(tmp_path: Path) -> None:
     assert max(steps) - min(steps) < 16  # each prompt adds the same bytes, however long
 
 
+async def crash_once(rt: us.Runtime, helper: type[us.Agent], method: str, why: str) -> us.Ref:
+    """Start conversation ``c`` of ``helper`` (supervised, with its tools) and ask it a
+    prompt (id ``p``) during which ``helper.method`` raises ``RuntimeError(why)``: a crash
+    at that point. Returns the conversation's ref; the next call of ``method`` is real."""
+    real = getattr(helper, method)
+    crashes = [why]
+
+    def crash() -> None:
+        if crashes:
+            raise RuntimeError(crashes.pop())
+
+    async def crash_in_async(self: us.Agent, *args: Any, **kwargs: Any) -> Any:
+        crash()
+        return await real(self, *args, **kwargs)
+
+    def crash_in_sync(self: us.Agent, *args: Any, **kwargs: Any) -> Any:
+        crash()
+        return real(self, *args, **kwargs)
+
+    setattr(helper, method, crash_in_async if inspect.iscoroutinefunction(real) else crash_in_sync)
+    await rt.spawn(Mailer, name="mailer")
+    await rt.spawn(Lookup, name="lookup")
+    conv = await supervised(rt, helper, "c")
+    with pytest.raises(RuntimeError, match=why):
+        await conv.ask(us.Prompt("q", id="p"))
+    return conv
+
+
 async def test_a_prompt_lost_before_its_first_response_leaves_no_trace_and_runs_again(
     tmp_path: Path,
 ) -> None:
     script = fake(text("The answer."))
-    helper = agent(script)
-    crashes = [1]
-    call = helper._call
-
-    async def crash_once(self: us.Agent, *args: Any, **kwargs: Any) -> Any:
-        if crashes:
-            crashes.pop()
-            raise RuntimeError("killed before the first response")
-        return await call(self, *args, **kwargs)
-
-    helper._call = crash_once  # type: ignore[method-assign]
     async with us.Runtime(store=tmp_path / "a.db") as rt:
-        await rt.spawn(Mailer, name="mailer")
-        await rt.spawn(Lookup, name="lookup")
-        conv = await supervised(rt, helper, "c")
-        with pytest.raises(RuntimeError, match="killed before"):
-            await conv.ask(us.Prompt("q", id="p"))
+        conv = await crash_once(rt, agent(script), "_call", "killed before the first response")
         assert rt.store is not None
         _, rows = await rt.store.load_journaled("c")
         assert rows == []  # nothing was acknowledged: the prompt was not committed either
@@ -322,23 +336,10 @@ async def test_a_committed_final_response_is_not_asked_again_after_a_crash(
     tmp_path: Path,
 ) -> None:
     script = fake(text("The answer."))
-    helper = agent(script)
-    crashes = [1]
-    answer = helper._answer  # the final response and its outcome commit together, first
-
-    def crash_once(self: us.Agent, *args: Any, **kwargs: Any) -> Any:
-        if crashes:
-            crashes.pop()
-            raise RuntimeError("killed between the commit of the response and the answer")
-        return answer(self, *args, **kwargs)
-
-    helper._answer = crash_once  # type: ignore[method-assign]
     async with us.Runtime(store=tmp_path / "a.db") as rt:
-        await rt.spawn(Mailer, name="mailer")
-        await rt.spawn(Lookup, name="lookup")
-        conv = await supervised(rt, helper, "c")
-        with pytest.raises(RuntimeError, match="killed between"):
-            await conv.ask(us.Prompt("q", id="p"))
+        # the final response and its outcome commit together, before the answer is made
+        why = "killed between the commit of the response and the answer"
+        conv = await crash_once(rt, agent(script), "_answer", why)
         reply = await conv.ask(us.Prompt("q", id="p"))
     assert reply.text == "The answer." and reply.replayed
     assert len(sent(script)) == 1  # the committed response was used, not asked again
