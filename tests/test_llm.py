@@ -115,9 +115,10 @@ async def test_a_reply_decodes_as_the_sdk_parses_it_even_with_an_unknown_block_t
     # a block type newer than the SDK's models: the validated decode refuses it, and the
     # SDK's lenient parse must still give the caller the reply, as the bare SDK would
     future = ({"type": "text", "text": "Later."}, {"type": "hologram", "frames": [1, 2]})
+    workspace = (("anthropic-workspace-id", "wrk_1"),)
     replies = [
-        FakeMessagesAPI.message(blocks, stop_reason="tool_use"),
-        FakeMessagesAPI.message(future),
+        FakeMessagesAPI.message(blocks, stop_reason="tool_use", headers=workspace),
+        FakeMessagesAPI.message(future, headers=workspace),
     ]
     fake = FakeMessagesAPI(seed=5).script(*(r for r in replies for _ in "ab"))  # ours, bare
     model = fake_model(fake)
@@ -129,6 +130,7 @@ async def test_a_reply_decodes_as_the_sdk_parses_it_even_with_an_unknown_block_t
         assert ours.model_dump(warnings=False) == sdk.model_dump(warnings=False)
         assert [type(b) for b in ours.content] == [type(b) for b in sdk.content]
         assert ours._request_id == fake.requests[-2].request_id
+        assert ours._workspace_id == sdk._workspace_id == "wrk_1"
     assert [b.type for b in ours.content] == ["text", "hologram"]
 
 

@@ -123,15 +123,20 @@ class _Failure(Exception):
 
 
 def _read_headers(headers: Any) -> dict[str, str]:
-    """The response headers a Model reads (``request-id``, ``anthropic-ratelimit-*``), in
-    one pass over the raw list: each ``httpx`` ``Headers.get`` scans and decodes them all."""
+    """The response headers a Model reads (``request-id``, ``anthropic-workspace-id``,
+    ``anthropic-ratelimit-*``), in one pass over the raw list: each ``httpx``
+    ``Headers.get`` scans and decodes them all."""
     raw = getattr(headers, "raw", None)
     if raw is None:
         return {k.lower(): v for k, v in dict(headers).items()}
     found: dict[str, str] = {}
     for key, value in raw:
         low = key.lower()
-        if low == b"request-id" or low.startswith(b"anthropic-ratelimit-"):
+        if (
+            low == b"request-id"
+            or low.startswith(b"anthropic-ratelimit-")
+            or low == b"anthropic-workspace-id"
+        ):
             found[low.decode("latin-1")] = value.decode("latin-1")
     return found
 
@@ -894,7 +899,9 @@ class Model:
         headers = _read_headers(raw.headers)
         self.limiter.observe(headers)
         request_id = headers.get("request-id") or ""
-        message._request_id = request_id or None  # as the SDK's own parse sets it
+        # as the SDK's own parse sets them (a validated Message has neither yet)
+        message._request_id = request_id or None
+        message._workspace_id = headers.get("anthropic-workspace-id")
         return message, usage_buckets(message.usage), request_id, None
 
     async def _take_slot(self) -> None:

@@ -32,7 +32,8 @@ class Reply:
     between two stream events), ``reset_after`` (the connection drops after that many stream
     events), ``error_event_after`` (a 200 stream ends with an SSE ``error`` event after that
     many events). ``input_tokens`` / ``output_tokens`` (when set) replace the usage the fake
-    would compute, for tests that assert exact token counts.
+    would compute, for tests that assert exact token counts. ``headers`` are sent with the
+    response, error or not, after the fake's own (``request-id``, rate limits).
     """
 
     kind: str = "message"
@@ -439,14 +440,16 @@ class FakeMessagesAPI:
         usage = self._usage(body)
         message = self._message(reply, body, usage, rng)
         if not stream:
-            plan = Plan(200, [*base, ("content-type", "application/json")])
+            plan = Plan(200, [*base, *reply.headers, ("content-type", "application/json")])
             if reply.reset_after is not None:
                 plan.chunks.append(RESET)
             else:
                 plan.chunks.append(_json_bytes(message))
             plan.delay = reply.first_byte_stall
             return plan
-        plan = Plan(200, [*base, ("content-type", "text/event-stream")], stream=True)
+        plan = Plan(
+            200, [*base, *reply.headers, ("content-type", "text/event-stream")], stream=True
+        )
         plan.delay = reply.first_byte_stall
         events = self._events(reply, message, rng)
         for i, event in enumerate(events):
