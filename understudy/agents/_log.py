@@ -21,10 +21,10 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-import anyio
 import msgspec
 
 from understudy.errors import CorruptState, PersistenceError
+from understudy.refs import Reply
 
 if TYPE_CHECKING:
     from understudy.persistence import Store
@@ -143,21 +143,6 @@ _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(Entry)
 
 
-class _Commit:
-    """A waiter the store releases when the append commits (``persistence._store.Waiter``)."""
-
-    __slots__ = ("error", "event", "value")
-
-    def __init__(self) -> None:
-        self.event = anyio.Event()
-        self.value: Any = None
-        self.error: BaseException | None = None
-
-    def fail(self, error: BaseException) -> None:
-        self.error = error
-        self.event.set()
-
-
 class ConversationLog:
     """The journal of one conversation in a store (key: the conversation id)."""
 
@@ -209,7 +194,7 @@ class ConversationLog:
             events.append((self.seq, type(entry).__name__, data))
         store = self.store
         store.write(self.key, 0, 0, None, self, events)
-        waiter = _Commit()
+        waiter = Reply()  # released by the store when the append commits
         if store.wait_for_commit(self.key, waiter, None):
             await waiter.event.wait()
         if waiter.error is not None:

@@ -67,7 +67,8 @@ class Owner(Protocol):
 
 
 class Waiter(Protocol):
-    """A reply slot released when a snapshot commits (``understudy.actors.Reply``)."""
+    """A reply slot released when a snapshot or a journal append commits
+    (``understudy.refs.Reply``)."""
 
     value: Any
 
