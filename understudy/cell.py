@@ -30,6 +30,7 @@ import anyio
 import anyio.lowlevel
 
 from understudy._checks import check_name
+from understudy._wake import Wake
 from understudy.actors import (
     ALARM,
     ALWAYS_ANSWERS,
@@ -196,8 +197,8 @@ class Cell(Delivery):
         """Restarts of this identity: supervision calls understudy.meter.count_restart."""
         self.stopping = False
         self.doomed = False
-        self.instance_done: anyio.Event | None = None
-        self.done: anyio.Event | None = None
+        self.instance_done: Wake | None = None
+        self.done: Wake | None = None
         self.exit_reason: ExitReason | None = None
         self.exit_error: BaseException | None = None
         # metrics: plain counters, read at scrape time by understudy.metrics
@@ -769,7 +770,7 @@ class Cell(Delivery):
     async def wait_terminated(self) -> None:
         if not self.terminated:
             if self.done is None:
-                self.done = anyio.Event()
+                self.done = Wake()
             await self.done.wait()
 
     async def end_instance(self, timeout: float) -> None:
@@ -780,7 +781,7 @@ class Cell(Delivery):
         if timeout < 0:  # supervision (wave 2): brutal_kill, no stop request
             done = self.instance_done
             if done is None:
-                done = self.instance_done = anyio.Event()
+                done = self.instance_done = Wake()
             self.kill()
             await done.wait()
             return
@@ -788,7 +789,7 @@ class Cell(Delivery):
         self.mailbox.put_system(request)
         done = self.instance_done
         if done is None:
-            done = self.instance_done = anyio.Event()
+            done = self.instance_done = Wake()
         with anyio.move_on_after(timeout):
             await done.wait()
         if self.instance is not None:

@@ -34,6 +34,7 @@ import anyio
 from prometheus_client.core import CounterMetricFamily
 
 from understudy import _checks
+from understudy._wake import Wake
 from understudy.actors import Actor, Cell, Handler, Ref
 from understudy.errors import UnderstudyError, UnknownActor
 from understudy.events import Event
@@ -191,7 +192,7 @@ class Chaos:
             return False
         done = cell.instance_done
         if done is None:
-            done = cell.instance_done = anyio.Event()
+            done = cell.instance_done = Wake()
         self._record(cell, "kill", "")
         cell.kill()
         await done.wait()

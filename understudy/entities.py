@@ -51,6 +51,7 @@ import msgspec
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from understudy._checks import count, group_name
+from understudy._wake import Wake
 from understudy.actors import DEFAULT_SHUTDOWN, Actor, Cell, Ref, spawn_cell, start_instance
 from understudy.errors import ActorStopped, DeadlineExceeded, RuntimeClosed, UnknownActor
 from understudy.messages import ExitReason, Message, Request
@@ -224,7 +225,7 @@ class Group:
         self.clock = cell.system.clock
         self.active: collections.OrderedDict[str, Cell] = collections.OrderedDict()
         self.touched: dict[str, float] = {}
-        self.activating: dict[str, anyio.Event] = {}
+        self.activating: dict[str, Wake] = {}
         self.passivating: dict[str, Cell] = {}
         self.passivated: set[str] = set()
         self.max_length = actor.spec.max_key_length
@@ -249,7 +250,7 @@ class Group:
             if pending is not None:
                 await pending.wait()
                 continue
-            event = self.activating[key] = anyio.Event()
+            event = self.activating[key] = Wake()
             try:
                 stopping = self.passivating.get(key)
                 if stopping is not None:

@@ -3,8 +3,9 @@
 The user lane is a :class:`collections.deque` bounded by ``capacity``; putting never yields
 to the scheduler while there is room, and the owning actor drains what is queued in batches,
 so a message costs an append and a pop rather than a scheduler round trip (the lesson of
-``asyncio.Queue`` versus a bare memory stream). The one wake-up primitive is an
-:class:`anyio.Event` made only when the consumer (or a blocked sender) actually has to park.
+``asyncio.Queue`` versus a bare memory stream). The owner parks on a
+:class:`~understudy._wake.Wake` and a blocked sender on an :class:`anyio.Event`, each made
+only when it actually has to park.
 
 The system lane (stop requests, watch notifications, child failures) is unbounded and always
 served before the next user message, so an actor with a full mailbox can still be stopped.
@@ -22,6 +23,8 @@ from collections import deque
 from typing import Any, Generic, Literal, TypeVar
 
 import anyio
+
+from understudy._wake import Wake
 
 Overflow = Literal["block", "fail", "drop_oldest"]
 OVERFLOW_POLICIES: tuple[Overflow, ...] = ("block", "fail", "drop_oldest")
@@ -61,7 +64,7 @@ class Mailbox(Generic[T]):
         self.overflow = overflow
         self.queue: deque[T] = deque()
         self.system: list[Any] = []
-        self.waiter: anyio.Event | None = None
+        self.waiter: Wake | None = None
         self.senders: deque[anyio.Event] | None = None
         # At most one blocked sender is woken at a time (it holds the baton); it passes the
         # baton on if room remains. Waking one per message taken would wake a crowd that
@@ -108,7 +111,7 @@ class Mailbox(Generic[T]):
 
     async def wait(self) -> None:
         """Park the owner until something is put in either lane. A checkpoint."""
-        event = anyio.Event()
+        event = Wake()
         self.waiter = event
         try:
             await event.wait()

@@ -17,8 +17,7 @@ import typing
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Literal
 
-import anyio
-
+from understudy._wake import Wake
 from understudy.actors import Envelope, Idle, R
 from understudy.dispatch import resolve_handler
 from understudy.errors import DeadlineExceeded
@@ -62,7 +61,7 @@ class Reply:
     __slots__ = ("error", "event", "value")
 
     def __init__(self) -> None:
-        self.event = anyio.Event()
+        self.event = Wake()
         self.value: Any = None
         self.error: BaseException | None = None
 

@@ -41,6 +41,7 @@ from typing import Any, Protocol, cast
 import anyio
 from anyio.abc import TaskGroup
 
+from understudy._wake import Wake
 from understudy.errors import PersistenceError, StaleState
 from understudy.persistence import _ops
 from understudy.persistence._backends import Driver, open_driver
@@ -73,7 +74,7 @@ class Waiter(Protocol):
     value: Any
 
     @property
-    def event(self) -> anyio.Event: ...
+    def event(self) -> Wake: ...
 
     def fail(self, error: BaseException) -> None: ...
 
@@ -222,7 +223,7 @@ class _Entry:
         self.letters: list[Any] = []
         self.appends: list[Append] | None = None
         self.waiters: list[tuple[Waiter, Any]] | None = None
-        self.done: anyio.Event | None = None
+        self.done: Wake | None = None
 
     @property
     def size(self) -> int:
@@ -274,7 +275,7 @@ class Loaded:
     def __init__(self, actor: str, journal: bool, logs: Sequence[_ops.LogRequest]) -> None:
         self.actor = actor
         self.journal = journal
-        self.event = anyio.Event()
+        self.event = Wake()
         self.result: tuple[int, bytes] | None = None
         """The latest snapshot ``(version, state)``, or None."""
         self.tail: list[tuple[int, str, bytes, float]] = []
@@ -294,7 +295,7 @@ class _Op:
 
     def __init__(self, steps: _ops.Steps) -> None:
         self.steps = steps
-        self.event = anyio.Event()
+        self.event = Wake()
         self.result: Any = None
         self.error: BaseException | None = None
 
@@ -361,7 +362,7 @@ class Store:
         self._rows_done = 0
         self._rows_event: anyio.Event | None = None
         self._ops: list[_Op] = []
-        self._wake: anyio.Event | None = None
+        self._wake: Wake | None = None
         self._writer_done: anyio.Event | None = None
         self._own_group: TaskGroup | None = None
         self._faults: list[InjectedWriteError] = []
@@ -585,7 +586,7 @@ class Store:
         entry = self._latest.get(actor)
         while entry is not None:
             if entry.done is None:
-                entry.done = anyio.Event()
+                entry.done = Wake()
             await entry.done.wait()
             entry = self._latest.get(actor)
 
@@ -735,7 +736,7 @@ class Store:
                     continue
                 if self._state == "closing":
                     return
-                wake = self._wake = anyio.Event()
+                wake = self._wake = Wake()
                 await wake.wait()
         finally:
             if self._state == "open":
