@@ -10,6 +10,7 @@ figure is the median of its values over the repeats, and its ratio is understudy
 from __future__ import annotations
 
 import gc
+import math
 import statistics
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -72,6 +73,10 @@ class Row:
 
     @property
     def ratio(self) -> float:
+        """understudy ÷ baseline (infinite when the baseline measured zero and ours did not:
+        e.g. no garbage collection at all on the baseline side of a small run)."""
+        if self.baseline == 0:
+            return 1.0 if self.ours == 0 else math.inf
         return self.ours / self.baseline
 
     @property

@@ -12,6 +12,11 @@ history; all N run at once. The figure is the wall time over the ideal, 0.3 s pl
 store's group-commit time in that run (``StoreStats.commit_seconds``); the baseline side is
 that ideal, 1.0. Target: ≤ 2x.
 
+``entities-floor``: the same load against its floor, bare anyio tasks doing its sleeps
+(no runtime, nothing stored): wall seconds, and seconds spent in CPython's cyclic garbage
+collector during the run (``gc.callbacks``), both sides measured. No target: it says how
+much of the load is the event loop and the collector, which no runtime avoids.
+
 ``entity-memory``: bytes per passivated entity (tracemalloc, after ``gc.collect()``, of N
 entities activated and then passivated, over the memory before), against the 300-byte
 target as the baseline (target ≤ 1x); and bytes per active idle entity against a plain
@@ -126,6 +131,27 @@ class Conversation(us.Actor):
         return len(self.state.history)
 
 
+class _GcClock:
+    """Seconds the cyclic garbage collector ran while installed (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+
+    def __enter__(self) -> _GcClock:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
+
+
 async def load_ours(conversations: int) -> Sample:
     with tempfile.TemporaryDirectory() as tmp:
         async with us.Runtime(store=Path(tmp) / "load.db") as rt:
@@ -145,14 +171,46 @@ async def load_ours(conversations: int) -> Sample:
                 done += 1
 
             start = time.perf_counter()
-            async with anyio.create_task_group() as tg:
-                for i in range(conversations):
-                    tg.start_soon(converse, f"conv-{i}")
+            with _GcClock() as collector:
+                async with anyio.create_task_group() as tg:
+                    for i in range(conversations):
+                        tg.start_soon(converse, f"conv-{i}")
             elapsed = time.perf_counter() - start
             assert rt.store is not None
             commit = rt.store.stats.commit_seconds
             check(done, conversations, "conversations completed")
-    return {"vs_ideal": elapsed / (0.3 + commit), "seconds": elapsed, "commit": commit}
+    return {
+        "vs_ideal": elapsed / (0.3 + commit),
+        "seconds": elapsed,
+        "commit": commit,
+        "gc": collector.seconds,
+    }
+
+
+async def floor_baseline(conversations: int) -> Sample:
+    """The load's shape with no runtime: a task per conversation, 3 sleeps of 100 ms, each
+    followed by an append to its in-memory history; nothing is stored."""
+    histories: dict[str, list[str]] = {}
+    done = 0
+
+    async def converse(key: str) -> None:
+        nonlocal done
+        history = histories[key] = []
+        for n in range(1, 4):
+            await anyio.sleep(0.1)
+            history.append(f"turn {n}")
+            if len(history) != n:
+                raise RuntimeError("history lost a turn")
+        done += 1
+
+    start = time.perf_counter()
+    with _GcClock() as collector:
+        async with anyio.create_task_group() as tg:
+            for i in range(conversations):
+                tg.start_soon(converse, f"conv-{i}")
+    elapsed = time.perf_counter() - start
+    check(done, conversations, "conversations completed")
+    return {"seconds": elapsed, "gc": collector.seconds}
 
 
 async def actors_baseline(conversations: int) -> Sample:
@@ -311,6 +369,19 @@ LOAD_VS_ACTORS = Benchmark(
     metrics=(Metric("seconds", "wall time", "s", higher_is_better=False, fmt="{:.2f}"),),
     ours=load_ours,
     baseline=actors_baseline,
+    sizes={"conversations": 10_000},
+    quick_sizes={"conversations": 200},
+)
+
+FLOOR = Benchmark(
+    name="entities-floor",
+    title="the entities-load workload vs its floor: bare anyio tasks doing its sleeps",
+    metrics=(
+        Metric("seconds", "wall time", "s", higher_is_better=False, fmt="{:.2f}"),
+        Metric("gc", "time in the cyclic GC", "s", higher_is_better=False, fmt="{:.2f}"),
+    ),
+    ours=load_ours,
+    baseline=floor_baseline,
     sizes={"conversations": 10_000},
     quick_sizes={"conversations": 200},
 )

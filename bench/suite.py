@@ -38,6 +38,7 @@ BENCHMARKS: list[Benchmark] = [
     pools.ASK,
     pools.LOAD,
     pools.LOAD_VS_ACTORS,
+    pools.FLOOR,
     pools.MEMORY,
     llm.OVERHEAD,
     llm.CONCURRENCY,
