@@ -9,9 +9,9 @@ each time it parks for mail, so what ``anyio.Event`` adds on top of those primit
 frames per wait) was a measurable share of an ask's CPU and of the objects the garbage
 collector rescans while thousands of asks are in flight (see ``docs/decisions.md``).
 
-This module and :mod:`understudy.persistence._backends` are the only code in understudy
-that names a backend. Like those drivers, it picks the backend from the running event loop
-when a task first waits, so one process can run asyncio and trio one after the other.
+A bridge like the store's drivers (:mod:`understudy.persistence._backends`): it picks the
+backend from the running event loop when a task first waits, so one process can run asyncio
+and trio one after the other.
 Not thread-safe: set and awaited from the event loop's thread.
 """
 

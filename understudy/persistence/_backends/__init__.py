@@ -1,6 +1,7 @@
 """The store's two SQLite drivers, behind one small interface (anyio's ``_backends`` habit).
 
-This is the only backend-specific code in understudy. The driver is chosen once, when a store
+Backend-specific code in understudy is kept to small bridges like this one (and
+:mod:`understudy._wake`, the web server's startup). The driver is chosen once, when a store
 opens, from the event loop it opens on:
 
 * asyncio: :mod:`aiosqlite` (``_asyncio.py``), whose own thread runs each statement;
