@@ -29,6 +29,7 @@ import gc
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
@@ -152,6 +153,19 @@ class _GcClock:
         gc.callbacks.remove(self)
 
 
+async def _all_at_once(
+    converse: Callable[[str], Awaitable[None]], keys: list[str]
+) -> tuple[float, float]:
+    """Run ``converse(key)`` for every key at once: the wall seconds until all are done, and
+    the seconds the cyclic garbage collector ran meanwhile."""
+    start = time.perf_counter()
+    with _GcClock() as collector:
+        async with anyio.create_task_group() as tg:
+            for key in keys:
+                tg.start_soon(converse, key)
+    return time.perf_counter() - start, collector.seconds
+
+
 async def load_ours(conversations: int) -> Sample:
     with tempfile.TemporaryDirectory() as tmp:
         async with us.Runtime(store=Path(tmp) / "load.db") as rt:
@@ -170,12 +184,9 @@ async def load_ours(conversations: int) -> Sample:
                         raise RuntimeError("history lost a turn")
                 done += 1
 
-            start = time.perf_counter()
-            with _GcClock() as collector:
-                async with anyio.create_task_group() as tg:
-                    for i in range(conversations):
-                        tg.start_soon(converse, f"conv-{i}")
-            elapsed = time.perf_counter() - start
+            elapsed, gc_seconds = await _all_at_once(
+                converse, [f"conv-{i}" for i in range(conversations)]
+            )
             assert rt.store is not None
             commit = rt.store.stats.commit_seconds
             check(done, conversations, "conversations completed")
@@ -183,7 +194,7 @@ async def load_ours(conversations: int) -> Sample:
         "vs_ideal": elapsed / (0.3 + commit),
         "seconds": elapsed,
         "commit": commit,
-        "gc": collector.seconds,
+        "gc": gc_seconds,
     }
 
 
@@ -203,14 +214,9 @@ async def floor_baseline(conversations: int) -> Sample:
                 raise RuntimeError("history lost a turn")
         done += 1
 
-    start = time.perf_counter()
-    with _GcClock() as collector:
-        async with anyio.create_task_group() as tg:
-            for i in range(conversations):
-                tg.start_soon(converse, f"conv-{i}")
-    elapsed = time.perf_counter() - start
+    elapsed, gc_seconds = await _all_at_once(converse, [f"conv-{i}" for i in range(conversations)])
     check(done, conversations, "conversations completed")
-    return {"seconds": elapsed, "gc": collector.seconds}
+    return {"seconds": elapsed, "gc": gc_seconds}
 
 
 async def actors_baseline(conversations: int) -> Sample:
