@@ -1,4 +1,4 @@
-"""A one-shot wake-up for the ask path: set once, awaited by the task it wakes.
+"""A one-shot wake-up for the ask path: set once, awaited by the tasks it wakes.
 
 :class:`Wake` has the shape of :class:`anyio.Event` (``set``, ``is_set``, ``wait``) and its
 semantics on both backends (``wait`` is a checkpoint; a cancelled waiter is withdrawn), but
@@ -11,8 +11,7 @@ collector rescans while thousands of asks are in flight (see ``docs/decisions.md
 
 A bridge like the store's drivers (:mod:`understudy.persistence._backends`): it picks the
 backend from the running event loop when a task first waits, so one process can run asyncio
-and trio one after the other.
-Not thread-safe: set and awaited from the event loop's thread.
+and trio one after the other. Not thread-safe: set and awaited from the event loop's thread.
 """
 
 from __future__ import annotations
