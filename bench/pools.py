@@ -31,6 +31,7 @@ import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import anyio
 import msgspec
@@ -38,6 +39,7 @@ import msgspec
 import understudy as us
 from bench.harness import Benchmark, Metric, Sample, check
 
+K = TypeVar("K")
 CALLERS = 64
 WORKERS = 8
 
@@ -154,7 +156,7 @@ class _GcClock:
 
 
 async def _all_at_once(
-    converse: Callable[[str], Awaitable[None]], keys: list[str]
+    converse: Callable[[K], Awaitable[None]], keys: list[K]
 ) -> tuple[float, float]:
     """Run ``converse(key)`` for every key at once: the wall seconds until all are done, and
     the seconds the cyclic garbage collector ran meanwhile."""
@@ -233,11 +235,7 @@ async def actors_baseline(conversations: int) -> Sample:
                         raise RuntimeError("history lost a turn")
                 done += 1
 
-            start = time.perf_counter()
-            async with anyio.create_task_group() as tg:
-                for ref in refs:
-                    tg.start_soon(converse, ref)
-            elapsed = time.perf_counter() - start
+            elapsed, _ = await _all_at_once(converse, refs)
             check(done, conversations, "conversations completed")
     return {"seconds": elapsed}
 
